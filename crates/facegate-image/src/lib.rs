@@ -1,0 +1,1 @@
+//! Image input: decoding, limits and safe URL fetching (see the crate README).

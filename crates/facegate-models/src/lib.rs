@@ -1,0 +1,6 @@
+//! Model provisioning and conversion. Every upstream format is read by our own
+//! code and turned into ONNX (neural networks) or a facegate-owned format
+//! (the landmark regression trees).
+
+pub mod dlib;
+pub mod torch_legacy;

@@ -1,0 +1,1 @@
+//! Face store and search index.

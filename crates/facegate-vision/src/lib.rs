@@ -1,0 +1,6 @@
+//! The vision engine: every model facegate runs, and the per-image pipeline
+//! that chains them (detect → landmarks → pose → align → embed → spoof → mask).
+
+pub mod align;
+pub mod landmarks;
+pub mod runtime;

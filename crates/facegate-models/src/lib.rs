@@ -4,3 +4,4 @@
 
 pub mod dlib;
 pub mod torch_legacy;
+pub mod minifasnet;

@@ -4,3 +4,4 @@
 pub mod align;
 pub mod landmarks;
 pub mod runtime;
+pub mod spoof;

@@ -1,1 +1,70 @@
-//! Image input: decoding, limits and safe URL fetching (see the crate README).
+//! Image input for facegate: bytes, Base64 or a URL in; a bounded,
+//! orientation-corrected RGB8 image out.
+//!
+//! What this crate guarantees:
+//!
+//! * [`decode`] accepts only PNG and JPEG, recognised by magic bytes. It reads
+//!   the header first and refuses a declared pixel count above
+//!   [`Limits::max_pixels`] before any pixel buffer is allocated, refuses
+//!   truncated files, applies the EXIF orientation and checks the minimum
+//!   side on the corrected image.
+//! * [`decode_base64`] refuses an oversize payload from its encoded length,
+//!   without decoding it.
+//! * [`fetch`] downloads only over `http`/`https` to ports 80, 443 and
+//!   10000–12000. Every address a host resolves to is classified
+//!   ([`classify`]); unless [`FetchPolicy::allow_private`] is set, one
+//!   non-public address refuses the URL. The connection goes to exactly an
+//!   address that was checked (no second lookup, so no DNS-rebinding
+//!   window), and every redirect hop is validated the same way. The whole
+//!   download runs under one timeout and the body read stops at
+//!   `max_bytes + 1`.
+//!
+//! Nothing here panics on malformed input. Decoding is CPU-bound (tens of
+//! milliseconds per megapixel): async callers should run [`decode`] on a
+//! blocking thread.
+
+mod addr;
+mod b64;
+mod decode;
+mod error;
+mod fetch;
+
+pub use addr::{classify, is_allowed, AddressClass};
+pub use b64::decode_base64;
+pub use decode::{decode, Limits};
+pub use error::{ImageError, UrlError};
+pub use fetch::{fetch, FetchPolicy};
+pub use image::RgbImage;
+
+use std::borrow::Cow;
+
+/// Where a request's image comes from, before it is turned into bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageSource<'a> {
+    /// `image.bytes`: Base64, optionally a data URL.
+    Base64(&'a str),
+    /// `image.url`: fetched under a [`FetchPolicy`].
+    Url(&'a str),
+    /// Raw bytes, e.g. a multipart file field.
+    Bytes(&'a [u8]),
+}
+
+impl<'a> ImageSource<'a> {
+    /// Produces the encoded image bytes, enforcing `limits.max_bytes` for
+    /// Base64 and raw bytes and `policy` for URLs. The result still has to
+    /// go through [`decode`].
+    pub async fn load(
+        self,
+        limits: &Limits,
+        policy: &FetchPolicy,
+    ) -> Result<Cow<'a, [u8]>, ImageError> {
+        match self {
+            ImageSource::Base64(s) => decode_base64(s, limits.max_bytes).map(Cow::Owned),
+            ImageSource::Url(u) => fetch(u, policy).await.map(Cow::Owned),
+            ImageSource::Bytes(b) if b.len() > limits.max_bytes => Err(ImageError::TooLarge {
+                max_bytes: limits.max_bytes,
+            }),
+            ImageSource::Bytes(b) => Ok(Cow::Borrowed(b)),
+        }
+    }
+}

@@ -237,7 +237,14 @@ impl GraphBuilder {
 
     /// Fully connected layer `y = x · Wᵀ + b` for `x` of shape `[n, in]`
     /// and `weight` row-major `[out, in]`.
-    pub fn dense(&mut self, x: &str, weight: &[f32], out: i64, inp: i64, bias: Option<&[f32]>) -> String {
+    pub fn dense(
+        &mut self,
+        x: &str,
+        weight: &[f32],
+        out: i64,
+        inp: i64,
+        bias: Option<&[f32]>,
+    ) -> String {
         let w = self.constant_f32("dense_w", &[out, inp], weight);
         let mut inputs = vec![x.to_string(), w];
         if let Some(b) = bias {
@@ -284,7 +291,15 @@ mod tests {
     fn round_trips_through_protobuf() {
         let mut g = GraphBuilder::new("t");
         let x = g.input("x", &[1, 3, -1, -1]);
-        let y = g.conv(&x, &[1.0; 27], [1, 3, 3, 3], Some(&[0.5]), 1, [1, 1, 1, 1], 1);
+        let y = g.conv(
+            &x,
+            &[1.0; 27],
+            [1, 3, 3, 3],
+            Some(&[0.5]),
+            1,
+            [1, 1, 1, 1],
+            1,
+        );
         g.node_named("Relu", &[&y], &[], "y");
         g.output("y", &[1, 1, -1, -1]);
         g.metadata("source", "unit-test");

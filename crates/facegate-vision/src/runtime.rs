@@ -1,0 +1,392 @@
+//! Two interchangeable ONNX runtimes behind one [`Model`] type.
+//!
+//! * ONNX Runtime (through `ort`, loaded dynamically from the shared library
+//!   `facegate models install` provisions) — the fast path, CPU or CUDA.
+//! * tract (pure Rust) — always available, the fallback.
+//!
+//! Faces are run at batch 1. Each ONNX Runtime session gets one intra-op
+//! thread and a model keeps a small pool of sessions, so parallelism comes
+//! from serving several requests at once rather than from splitting one
+//! convolution over threads (measured faster on the 2-core target machine).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tract_onnx::prelude::{
+    tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable, Tensor as TractTensor,
+    TypedRunnableModel,
+};
+
+use crate::error::{Result, VisionError};
+
+/// Which runtime to use, as named in the config file (`runtime = "auto"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// ONNX Runtime when its library is installed, else tract.
+    #[default]
+    Auto,
+    #[serde(rename = "onnxruntime")]
+    OnnxRuntime,
+    Cuda,
+    Tract,
+}
+
+impl FromStr for RuntimeKind {
+    type Err = VisionError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "onnxruntime" => Ok(Self::OnnxRuntime),
+            "cuda" => Ok(Self::Cuda),
+            "tract" => Ok(Self::Tract),
+            other => Err(VisionError::RuntimeUnavailable(format!(
+                "unknown runtime {other:?} (expected auto, onnxruntime, cuda or tract)"
+            ))),
+        }
+    }
+}
+
+/// The runtime actually in use after `auto` has been resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    OnnxRuntime,
+    Cuda,
+    Tract,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::OnnxRuntime => "onnxruntime",
+            Backend::Cuda => "cuda",
+            Backend::Tract => "tract",
+        }
+    }
+}
+
+/// The file name of the ONNX Runtime library facegate provisions.
+pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub kind: RuntimeKind,
+    /// Path of `libonnxruntime.so.*`; `None` means ONNX Runtime is not installed.
+    pub ort_library: Option<PathBuf>,
+    /// Sessions per model for ONNX Runtime (concurrent inferences per model).
+    pub sessions_per_model: usize,
+}
+
+impl RuntimeConfig {
+    /// The default configuration for a model directory: ONNX Runtime is used
+    /// when `DIR/onnxruntime/libonnxruntime.so.1.31.1` exists.
+    pub fn for_model_dir(kind: RuntimeKind, model_dir: &Path) -> Self {
+        let lib = model_dir.join("onnxruntime").join(ORT_LIBRARY_NAME);
+        Self {
+            kind,
+            ort_library: lib.is_file().then_some(lib),
+            sessions_per_model: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// A loaded runtime; creates [`Model`]s.
+#[derive(Clone)]
+pub struct Runtime {
+    backend: Backend,
+    ort_env: Option<ort::environment::Environment>,
+    sessions_per_model: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// ONNX Runtime can be loaded once per process; remember the outcome.
+static ORT_LOADED: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+
+fn ort_environment(
+    lib: &Path,
+    cuda: bool,
+) -> std::result::Result<ort::environment::Environment, String> {
+    let loaded = ORT_LOADED.get_or_init(|| {
+        ort::init_from(lib)
+            .map(|_| lib.to_path_buf())
+            .map_err(|e| format!("cannot load {}: {e}", lib.display()))
+    });
+    match loaded {
+        Ok(first) if first != lib => {
+            return Err(format!(
+                "ONNX Runtime already loaded from {} in this process",
+                first.display()
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(e.clone()),
+    }
+    let mut builder = ort::init().with_name("facegate");
+    if cuda {
+        builder =
+            builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> Result<Self> {
+        let want_ort = match config.kind {
+            RuntimeKind::Tract => None,
+            RuntimeKind::Auto => config.ort_library.as_deref().map(|l| (l, false)),
+            RuntimeKind::OnnxRuntime | RuntimeKind::Cuda => {
+                let lib = config.ort_library.as_deref().ok_or_else(|| {
+                    VisionError::RuntimeUnavailable(format!(
+                        "{ORT_LIBRARY_NAME} is not installed (run `facegate models install`)"
+                    ))
+                })?;
+                Some((lib, config.kind == RuntimeKind::Cuda))
+            }
+        };
+        let sessions_per_model = config.sessions_per_model.max(1);
+        match want_ort {
+            None => Ok(Self::tract()),
+            Some((lib, cuda)) => match ort_environment(lib, cuda) {
+                Ok(env) => Ok(Self {
+                    backend: if cuda {
+                        Backend::Cuda
+                    } else {
+                        Backend::OnnxRuntime
+                    },
+                    ort_env: Some(env),
+                    sessions_per_model,
+                }),
+                // `auto` degrades to tract; an explicit choice is an error.
+                Err(e) if config.kind == RuntimeKind::Auto => {
+                    tracing::warn!(error = %e, "ONNX Runtime unavailable, using tract");
+                    Ok(Self::tract())
+                }
+                Err(e) => Err(VisionError::RuntimeUnavailable(e)),
+            },
+        }
+    }
+
+    /// The pure-Rust runtime; cannot fail.
+    pub fn tract() -> Self {
+        Self {
+            backend: Backend::Tract,
+            ort_env: None,
+            sessions_per_model: 1,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Loads an ONNX model whose single input has the fixed NCHW shape
+    /// `input_shape`.
+    pub fn load(&self, name: &str, onnx: &[u8], input_shape: [usize; 4]) -> Result<Model> {
+        let load_err = |reason: String| VisionError::ModelLoad {
+            model: name.to_string(),
+            reason,
+        };
+        let (inner, output_names) = match &self.ort_env {
+            None => {
+                let plan = tract_onnx::onnx()
+                    .model_for_read(&mut &onnx[..])
+                    .and_then(|m| m.with_input_fact(0, <f32 as DatumExt>::fact(input_shape).into()))
+                    .and_then(|m| m.into_optimized())
+                    .and_then(|m| m.into_runnable())
+                    .map_err(|e| load_err(format!("{e:#}")))?;
+                let graph = plan.model();
+                let names = graph
+                    .output_outlets()
+                    .map_err(|e| load_err(format!("{e:#}")))?
+                    .iter()
+                    .map(|&o| {
+                        graph
+                            .outlet_label(o)
+                            .map_or_else(|| graph.node(o.node).name.clone(), str::to_string)
+                    })
+                    .collect();
+                (Inner::Tract(plan), names)
+            }
+            Some(env) => {
+                let mut sessions = Vec::with_capacity(self.sessions_per_model);
+                for _ in 0..self.sessions_per_model {
+                    let session = ort::session::Session::builder(env)
+                        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+                        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+                        .and_then(|mut b| b.commit_from_memory(onnx))
+                        .map_err(|e| load_err(e.to_string()))?;
+                    sessions.push(Mutex::new(session));
+                }
+                let names = sessions[0]
+                    .lock()
+                    .map_err(|_| load_err("session lock poisoned".into()))?
+                    .outputs()
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect();
+                let inner = Inner::Ort {
+                    sessions,
+                    next: AtomicUsize::new(0),
+                };
+                (inner, names)
+            }
+        };
+        Ok(Model {
+            name: name.to_string(),
+            input_shape,
+            output_names,
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Loads a model file, mapping a missing file to [`VisionError::MissingModel`].
+    pub fn load_file(&self, path: &Path, input_shape: [usize; 4]) -> Result<Model> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => VisionError::MissingModel(path.display().to_string()),
+            _ => VisionError::Io(e),
+        })?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.load(&name, &bytes, input_shape)
+    }
+}
+
+enum Inner {
+    Tract(Arc<TypedRunnableModel>),
+    Ort {
+        sessions: Vec<Mutex<ort::session::Session>>,
+        next: AtomicUsize,
+    },
+}
+
+/// One output tensor, copied out of the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A loaded model, cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct Model {
+    name: String,
+    input_shape: [usize; 4],
+    output_names: Vec<String>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("input_shape", &self.input_shape)
+            .finish()
+    }
+}
+
+impl Model {
+    pub fn input_shape(&self) -> [usize; 4] {
+        self.input_shape
+    }
+
+    /// Output names in the order [`Model::run`] returns them.
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// Position of the output called `name`.
+    pub fn output_index(&self, name: &str) -> Result<usize> {
+        self.output_names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| VisionError::InvalidModel(format!("{}: no output {name:?}", self.name)))
+    }
+
+    /// Runs the model on one NCHW float32 input and returns every output in
+    /// the model's declared order.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<Tensor>> {
+        let expected: usize = self.input_shape.iter().product();
+        if input.len() != expected {
+            return Err(VisionError::InvalidInput(format!(
+                "{}: input has {} values, expected {expected}",
+                self.name,
+                input.len()
+            )));
+        }
+        let fail = |reason: String| VisionError::Inference {
+            model: self.name.clone(),
+            reason,
+        };
+        match &*self.inner {
+            Inner::Tract(plan) => {
+                let tensor = TractTensor::from_shape(&self.input_shape, input)
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                let outputs = plan
+                    .run(tvec!(tensor.into()))
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                outputs
+                    .iter()
+                    .map(|t| {
+                        let view = t
+                            .to_plain_array_view::<f32>()
+                            .map_err(|e| fail(format!("{e:#}")))?;
+                        Ok(Tensor {
+                            shape: view.shape().to_vec(),
+                            data: view.iter().copied().collect(),
+                        })
+                    })
+                    .collect()
+            }
+            Inner::Ort { sessions, next } => {
+                let mut session = acquire(sessions, next);
+                let value = ort::value::TensorRef::from_array_view((self.input_shape, input))
+                    .map_err(|e| fail(e.to_string()))?;
+                let outputs = session
+                    .run(ort::inputs![value])
+                    .map_err(|e| fail(e.to_string()))?;
+                outputs
+                    .iter()
+                    .map(|(_, value)| {
+                        let (shape, data) = value
+                            .try_extract_tensor::<f32>()
+                            .map_err(|e| fail(e.to_string()))?;
+                        Ok(Tensor {
+                            shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                            data: data.to_vec(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Takes a free session if there is one, else waits for one in round-robin
+/// order. A poisoned lock only means another inference panicked; the session
+/// itself holds no Rust state that could be inconsistent.
+fn acquire<'a>(
+    sessions: &'a [Mutex<ort::session::Session>],
+    next: &AtomicUsize,
+) -> std::sync::MutexGuard<'a, ort::session::Session> {
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..sessions.len() {
+        if let Ok(guard) = sessions[(start + i) % sessions.len()].try_lock() {
+            return guard;
+        }
+    }
+    sessions[start % sessions.len()]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

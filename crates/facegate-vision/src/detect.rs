@@ -1,0 +1,210 @@
+//! Face detection with YuNet (2023mar, anchor-free, 5 landmarks).
+//!
+//! The published model only accepts a 640×640 input in both runtimes, so the
+//! image is scaled to fit (never enlarged) and padded at the bottom/right with
+//! zeros, as OpenCV's `FaceDetectorYN` pads. Results are mapped back to the
+//! original image's pixels.
+
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+
+use crate::error::{Result, VisionError};
+use crate::geometry::{BoxF, FivePoints, Point};
+use crate::runtime::{Model, Runtime};
+
+/// The detector's square input side.
+pub const YUNET_INPUT: usize = 640;
+const STRIDES: [usize; 3] = [8, 16, 32];
+
+/// One detected face, in pixels of the input image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub bbox: BoxF,
+    pub landmarks: FivePoints,
+    /// Detection confidence in [0, 1].
+    pub score: f32,
+}
+
+/// Tunables of the detector.
+#[derive(Debug, Clone)]
+pub struct DetectorOptions {
+    pub score_threshold: f32,
+    pub nms_iou: f32,
+    pub max_faces: usize,
+    /// Faces whose shorter box side is below this many pixels are dropped.
+    pub min_face_px: f32,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        Self {
+            score_threshold: 0.6,
+            nms_iou: 0.3,
+            max_faces: 20,
+            min_face_px: 20.0,
+        }
+    }
+}
+
+/// YuNet face detector.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    model: Model,
+    /// Output positions of cls/obj/bbox/kps for each stride.
+    outputs: [[usize; 4]; 3],
+    options: DetectorOptions,
+}
+
+impl Detector {
+    pub fn load(runtime: &Runtime, onnx: &[u8], options: DetectorOptions) -> Result<Self> {
+        let model = runtime.load("yunet", onnx, [1, 3, YUNET_INPUT, YUNET_INPUT])?;
+        let mut outputs = [[0; 4]; 3];
+        for (slot, stride) in outputs.iter_mut().zip(STRIDES) {
+            for (k, kind) in ["cls", "obj", "bbox", "kps"].iter().enumerate() {
+                slot[k] = model.output_index(&format!("{kind}_{stride}"))?;
+            }
+        }
+        Ok(Self {
+            model,
+            outputs,
+            options,
+        })
+    }
+
+    /// Detects faces, largest first, at most `max_faces`.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let (w, h) = image.dimensions();
+        if w == 0 || h == 0 {
+            return Err(VisionError::InvalidInput("empty image".into()));
+        }
+        // Faces far larger than YuNet's training range (~10–300 px) are missed
+        // at full size, so a second, coarser pass runs when the first finds none.
+        let fit = (YUNET_INPUT as f32 / w.max(h) as f32).min(1.0);
+        let mut faces = self.detect_at_scale(image, fit)?;
+        if faces.is_empty() && w.max(h) as f32 * fit > 320.0 {
+            faces = self.detect_at_scale(image, fit * 0.5)?;
+        }
+        faces.retain(|f| f.bbox.width().min(f.bbox.height()) >= self.options.min_face_px);
+        faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        faces.truncate(self.options.max_faces);
+        Ok(faces)
+    }
+
+    fn detect_at_scale(&self, image: &RgbImage, scale: f32) -> Result<Vec<Detection>> {
+        let (w, h) = image.dimensions();
+        let sw = ((w as f32 * scale).round() as u32).clamp(1, YUNET_INPUT as u32);
+        let sh = ((h as f32 * scale).round() as u32).clamp(1, YUNET_INPUT as u32);
+        let resized;
+        let src = if (sw, sh) == (w, h) {
+            image
+        } else {
+            resized = imageops::resize(image, sw, sh, FilterType::Triangle);
+            &resized
+        };
+        let input = bgr_planar_padded(src, YUNET_INPUT);
+        let out = self.model.run(&input)?;
+        // Exact scale factors per axis after rounding the resized size.
+        let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
+        let mut candidates = Vec::new();
+        for (slot, stride) in self.outputs.iter().zip(STRIDES) {
+            let [cls, obj, bbox, kps] = slot.map(|i| &out[i].data);
+            let cols = YUNET_INPUT / stride;
+            let n = cols * cols;
+            if cls.len() < n || obj.len() < n || bbox.len() < 4 * n || kps.len() < 10 * n {
+                return Err(VisionError::InvalidModel("yunet output shape".into()));
+            }
+            let s = stride as f32;
+            for i in 0..n {
+                let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
+                if score < self.options.score_threshold {
+                    continue;
+                }
+                let (row, col) = ((i / cols) as f32, (i % cols) as f32);
+                let b = &bbox[4 * i..4 * i + 4];
+                let (cx, cy) = ((col + b[0]) * s, (row + b[1]) * s);
+                let (bw, bh) = (b[2].exp() * s, b[3].exp() * s);
+                let k = &kps[10 * i..10 * i + 10];
+                let pt = |j: usize| Point {
+                    x: (col + k[2 * j]) * s * fx,
+                    y: (row + k[2 * j + 1]) * s * fy,
+                };
+                candidates.push(Detection {
+                    bbox: BoxF {
+                        x0: (cx - bw / 2.0) * fx,
+                        y0: (cy - bh / 2.0) * fy,
+                        x1: (cx + bw / 2.0) * fx,
+                        y1: (cy + bh / 2.0) * fy,
+                    }
+                    .clamp_to(w, h),
+                    landmarks: FivePoints::from_unordered([pt(0), pt(1)], pt(2), [pt(3), pt(4)]),
+                    score,
+                });
+            }
+        }
+        Ok(nms(candidates, self.options.nms_iou))
+    }
+}
+
+/// Greedy non-maximum suppression by score.
+fn nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for c in candidates {
+        if kept.iter().all(|k| k.bbox.iou(&c.bbox) <= iou) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// NCHW BGR float 0..255, zero-padded to `side`×`side` at the bottom/right.
+fn bgr_planar_padded(img: &RgbImage, side: usize) -> Vec<f32> {
+    let plane = side * side;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (x, y, p) in img.enumerate_pixels() {
+        let (x, y) = (x as usize, y as usize);
+        if x < side && y < side {
+            let i = y * side + x;
+            out[i] = p[2] as f32;
+            out[plane + i] = p[1] as f32;
+            out[2 * plane + i] = p[0] as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x0: f32, score: f32) -> Detection {
+        Detection {
+            bbox: BoxF {
+                x0,
+                y0: 0.0,
+                x1: x0 + 10.0,
+                y1: 10.0,
+            },
+            landmarks: FivePoints::default(),
+            score,
+        }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes() {
+        let kept = nms(vec![det(0.0, 0.7), det(1.0, 0.9), det(50.0, 0.8)], 0.3);
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.8]);
+    }
+
+    #[test]
+    fn padding_puts_bgr_planes_at_the_top_left() {
+        let img = RgbImage::from_pixel(2, 1, image::Rgb([10, 20, 30]));
+        let t = bgr_planar_padded(&img, 4);
+        assert_eq!(t.len(), 48);
+        assert_eq!((t[0], t[16], t[32]), (30.0, 20.0, 10.0));
+        assert_eq!(t[1], 30.0);
+        assert_eq!(t[2], 0.0);
+        assert_eq!(t[4], 0.0);
+    }
+}

@@ -1,0 +1,722 @@
+//! The domain API: groups and faces in the store, kept in step with the
+//! in-memory search indexes.
+//!
+//! Locking, outermost first:
+//! * `keys` (read by every write that encrypts, written only when rotation
+//!   switches keys), so no record is sealed under a key that rotation has
+//!   already moved past;
+//! * a group's `write` mutex, held across the database write and the index
+//!   update of one mutation, so the store and the index change together and
+//!   a group deleted (and perhaps re-created) meanwhile is noticed;
+//! * a group's index `RwLock`, write-held only for the in-memory change, so
+//!   searches are never blocked behind a disk sync.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use crate::error::{Result, StoreError};
+use crate::index::{normalize, GroupIndex, SearchHit};
+use crate::keys::{KeyRing, MasterKey};
+use crate::sqlite::SqliteStore;
+use crate::store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, StoredFace};
+use crate::time::{Clock, SystemClock, UtcMillis};
+use crate::token::{self, Scope};
+use crate::validate::{
+    new_uuid_v4, parse_uuid, validate_external_image_id, validate_group_id, validate_tenant,
+};
+
+/// Largest `limit` of a group or face listing page.
+pub const MAX_PAGE_LIMIT: usize = 200;
+/// Largest `limit` of a search.
+pub const MAX_SEARCH_LIMIT: usize = 4096;
+/// Longest model version string accepted.
+pub const MAX_MODEL_VERSION_LEN: usize = 255;
+
+/// Where the database lives, parsed from the `database_url` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (recognised, not yet supported).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://./rel/file.db`, `sqlite:///abs/file.db`,
+    /// `sqlite:file.db`, `postgres://...` / `postgresql://...`, or a plain
+    /// file path.
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = |why: &str| StoreError::InvalidDatabaseUrl(why.to_string());
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        let path = if let Some(rest) = url.strip_prefix("sqlite://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            rest
+        } else if url.contains("://") {
+            return Err(bad("unknown scheme (expected sqlite:// or postgres://)"));
+        } else {
+            url
+        };
+        if path.is_empty() {
+            return Err(bad("no file path"));
+        }
+        if path == ":memory:" || path.contains('?') {
+            return Err(bad("only a plain SQLite file path is supported"));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// Settings of a [`Gallery`].
+#[derive(Clone)]
+pub struct GalleryOptions {
+    /// How long a paging token stays valid (default one hour).
+    pub token_ttl: Duration,
+    /// Time source (default the system clock); tests inject their own.
+    pub clock: Arc<dyn Clock>,
+    /// Records re-encrypted per transaction during key rotation (default
+    /// 500), which bounds how long one rotation step holds the write lock.
+    pub rotation_batch_size: usize,
+}
+
+impl Default for GalleryOptions {
+    fn default() -> Self {
+        GalleryOptions {
+            token_ttl: Duration::from_secs(3600),
+            clock: Arc::new(SystemClock),
+            rotation_batch_size: 500,
+        }
+    }
+}
+
+impl std::fmt::Debug for GalleryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GalleryOptions")
+            .field("token_ttl", &self.token_ttl)
+            .field("rotation_batch_size", &self.rotation_batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Token for the next page; empty when there are no more items.
+    pub next_token: String,
+}
+
+/// A face to register. Its `Debug` output omits the embedding's values.
+#[derive(Clone, PartialEq)]
+pub struct NewFace {
+    /// Where the face is in the image (fractions; must be finite).
+    pub bbox: BBox,
+    /// Detection confidence (must be finite).
+    pub confidence: f32,
+    /// The embedding, any non-zero finite vector; stored as given
+    /// (encrypted), normalised only inside the index.
+    pub embedding: Vec<f32>,
+}
+
+impl std::fmt::Debug for NewFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewFace")
+            .field("bbox", &self.bbox)
+            .field("confidence", &self.confidence)
+            .field("embedding_len", &self.embedding.len())
+            .finish()
+    }
+}
+
+/// The faces of one registration request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFaces {
+    /// Label for all faces of the image (`[a-zA-Z0-9_.\-:]{1,255}`).
+    pub external_image_id: Option<String>,
+    /// Model that made the embeddings; must equal the group's.
+    pub model_version: String,
+    /// The faces, ranked (largest first): when the quota is short, the
+    /// first ones are added.
+    pub faces: Vec<NewFace>,
+}
+
+/// What [`Gallery::add_faces`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddFacesOutcome {
+    /// UUID shared by the faces of this request.
+    pub image_id: String,
+    /// The faces added, in input order (they are a prefix of the input).
+    pub added: Vec<FaceRecord>,
+    /// Indexes into the input of the faces not added for lack of room.
+    pub not_added: Vec<usize>,
+}
+
+impl AddFacesOutcome {
+    /// True when some but not all faces were added (API code 40070).
+    pub fn is_partial(&self) -> bool {
+        !self.not_added.is_empty()
+    }
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Records re-encrypted by this call.
+    pub reencrypted: u64,
+    /// Transactions used.
+    pub batches: u64,
+    /// Records still under an old key afterwards (0 = rotation complete).
+    pub remaining: u64,
+}
+
+struct GroupSlot {
+    model_version: String,
+    write: Mutex<()>,
+    deleted: AtomicBool,
+    index: RwLock<GroupIndex>,
+}
+
+impl GroupSlot {
+    fn new(model_version: String, index: GroupIndex) -> Arc<Self> {
+        Arc::new(GroupSlot {
+            model_version,
+            write: Mutex::new(()),
+            deleted: AtomicBool::new(false),
+            index: RwLock::new(index),
+        })
+    }
+}
+
+type Slots = HashMap<String, HashMap<String, Arc<GroupSlot>>>;
+
+// Poisoning only follows a panic elsewhere; the guarded data stays usable
+// (every mutation is a single push/remove), so carry on instead of failing.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The face store plus its per-group search indexes, which callers cannot
+/// update separately. All methods are blocking (call them from
+/// `spawn_blocking` in async code) and safe to call from many threads.
+///
+/// One `Gallery` must own a database: the indexes mirror it and are not
+/// refreshed from changes made by other processes.
+pub struct Gallery {
+    store: Box<dyn FaceStore>,
+    keys: RwLock<Arc<KeyRing>>,
+    slots: RwLock<Slots>,
+    options: GalleryOptions,
+    rotation: Mutex<()>,
+}
+
+impl std::fmt::Debug for Gallery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gallery")
+            .field("keys", &*read(&self.keys))
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_limit(limit: usize, max: usize) -> Result<()> {
+    if limit == 0 || limit > max {
+        return Err(StoreError::InvalidParam(format!("limit must be 1-{max}")));
+    }
+    Ok(())
+}
+
+impl Gallery {
+    /// Opens the database named by `database_url` (see [`DatabaseUrl`]),
+    /// applies migrations, and builds every group's index, decrypting each
+    /// vector once.
+    ///
+    /// Fails with [`StoreError::UnknownKeyId`] or
+    /// [`StoreError::DecryptionFailed`] if any record cannot be read with
+    /// `keys`: starting with the wrong key must not look like an empty or
+    /// partial gallery.
+    pub fn open(database_url: &str, keys: KeyRing, options: GalleryOptions) -> Result<Self> {
+        match DatabaseUrl::parse(database_url)? {
+            DatabaseUrl::Postgres(_) => Err(StoreError::PostgresNotSupported),
+            DatabaseUrl::Sqlite(path) => {
+                Self::with_store(Box::new(SqliteStore::open(&path)?), keys, options)
+            }
+        }
+    }
+
+    /// Like [`Gallery::open`] on an already opened backend.
+    pub fn with_store(
+        store: Box<dyn FaceStore>,
+        keys: KeyRing,
+        options: GalleryOptions,
+    ) -> Result<Self> {
+        let mut slots: Slots = HashMap::new();
+        for (tenant, group) in store.all_groups()? {
+            let mut index = GroupIndex::default();
+            store.for_each_face(&tenant, &group.group_id, &mut |face| {
+                let v = keys.open(&tenant, &group.group_id, &face.record.face_id, &face.sealed)?;
+                let n = normalize(&v).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "face {} has an invalid vector",
+                        face.record.face_id
+                    ))
+                })?;
+                index.push(face.record, &n)
+            })?;
+            slots
+                .entry(tenant)
+                .or_default()
+                .insert(group.group_id, GroupSlot::new(group.model_version, index));
+        }
+        Ok(Gallery {
+            store,
+            keys: RwLock::new(Arc::new(keys)),
+            slots: RwLock::new(slots),
+            options,
+            rotation: Mutex::new(()),
+        })
+    }
+
+    fn keys(&self) -> Arc<KeyRing> {
+        read(&self.keys).clone()
+    }
+
+    fn now(&self) -> UtcMillis {
+        self.options.clock.now()
+    }
+
+    fn expiry(&self) -> UtcMillis {
+        let ttl = i64::try_from(self.options.token_ttl.as_millis()).unwrap_or(i64::MAX);
+        UtcMillis(self.now().0.saturating_add(ttl))
+    }
+
+    fn slot(&self, tenant: &str, group_id: &str) -> Option<Arc<GroupSlot>> {
+        read(&self.slots).get(tenant)?.get(group_id).cloned()
+    }
+
+    fn check_ids(tenant: &str, group_id: &str) -> Result<()> {
+        validate_tenant(tenant)?;
+        validate_group_id(group_id)
+    }
+
+    /// Id of the key new records are encrypted under.
+    pub fn current_key_id(&self) -> String {
+        self.keys().current_key_id().to_string()
+    }
+
+    /// Creates an empty group whose model version is fixed to
+    /// `model_version`.
+    pub fn create_group(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        model_version: &str,
+    ) -> Result<GroupInfo> {
+        Self::check_ids(tenant, group_id)?;
+        if model_version.is_empty() || model_version.len() > MAX_MODEL_VERSION_LEN {
+            return Err(StoreError::InvalidParam(
+                "model version must be 1-255 bytes".into(),
+            ));
+        }
+        let info = GroupInfo {
+            group_id: group_id.to_string(),
+            created_at: self.now(),
+            model_version: model_version.to_string(),
+            face_count: 0,
+        };
+        self.store.create_group(tenant, &info)?;
+        write(&self.slots)
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(
+                group_id.to_string(),
+                GroupSlot::new(model_version.to_string(), GroupIndex::default()),
+            );
+        Ok(info)
+    }
+
+    /// The group's details.
+    pub fn get_group(&self, tenant: &str, group_id: &str) -> Result<GroupInfo> {
+        Self::check_ids(tenant, group_id)?;
+        self.store
+            .get_group(tenant, group_id)?
+            .ok_or(StoreError::GroupNotFound)
+    }
+
+    /// One page of the tenant's groups, ordered by creation time descending,
+    /// then group id descending (newest first; the id only breaks ties).
+    ///
+    /// `token` (`None` or `""` for the first page) is a `next_token` from a
+    /// previous page; when given, `limit` is ignored and the token's limit
+    /// applies. Otherwise `limit` must be 1-200.
+    pub fn list_groups(
+        &self,
+        tenant: &str,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<Page<GroupInfo>> {
+        validate_tenant(tenant)?;
+        let keys = self.keys();
+        let (limit, after) = self.page_start(&keys, tenant, Scope::Groups, limit, token)?;
+        let mut items = self.store.list_groups(tenant, after.as_ref(), limit + 1)?;
+        let next_token = self.page_end(&keys, tenant, Scope::Groups, limit, &mut items, |g| {
+            Cursor {
+                created_at: g.created_at,
+                id: g.group_id.clone(),
+            }
+        });
+        Ok(Page { items, next_token })
+    }
+
+    fn page_start(
+        &self,
+        keys: &KeyRing,
+        tenant: &str,
+        scope: Scope<'_>,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<(usize, Option<Cursor>)> {
+        match token.filter(|t| !t.is_empty()) {
+            Some(t) => {
+                let st = token::verify(keys, tenant, scope, t, self.now())?;
+                // Signed, so only a bug could put a bad limit here.
+                validate_limit(st.limit, MAX_PAGE_LIMIT)
+                    .map_err(|_| StoreError::InvalidToken("bad limit"))?;
+                Ok((st.limit, Some(st.cursor)))
+            }
+            None => {
+                validate_limit(limit, MAX_PAGE_LIMIT)?;
+                Ok((limit, None))
+            }
+        }
+    }
+
+    fn page_end<T>(
+        &self,
+        keys: &KeyRing,
+        tenant: &str,
+        scope: Scope<'_>,
+        limit: usize,
+        items: &mut Vec<T>,
+        cursor: impl Fn(&T) -> Cursor,
+    ) -> String {
+        // One extra row was fetched to learn whether another page exists.
+        if items.len() <= limit {
+            return String::new();
+        }
+        items.truncate(limit);
+        match items.last() {
+            Some(last) => token::issue(keys, tenant, scope, limit, &cursor(last), self.expiry()),
+            None => String::new(),
+        }
+    }
+
+    /// Deletes the group and all its faces, permanently.
+    pub fn delete_group(&self, tenant: &str, group_id: &str) -> Result<()> {
+        Self::check_ids(tenant, group_id)?;
+        let slot = self.slot(tenant, group_id);
+        let _w = slot.as_ref().map(|s| lock(&s.write));
+        if !self.store.delete_group(tenant, group_id)? {
+            return Err(StoreError::GroupNotFound);
+        }
+        if let Some(slot) = &slot {
+            slot.deleted.store(true, Ordering::SeqCst);
+            let mut slots = write(&self.slots);
+            if let Some(groups) = slots.get_mut(tenant) {
+                // A group re-created meanwhile has a new slot: keep that one.
+                if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                    groups.remove(group_id);
+                }
+                if groups.is_empty() {
+                    slots.remove(tenant);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers faces atomically under the group quota: as many as fit
+    /// (a prefix of `faces.faces`) are added in one transaction.
+    ///
+    /// Errors: [`StoreError::QuotaExceeded`] when none fit (nothing added),
+    /// [`StoreError::ModelVersionMismatch`], [`StoreError::DimensionMismatch`]
+    /// (vectors must match each other and the group), invalid ids or
+    /// vectors. An empty `faces.faces` adds nothing and succeeds.
+    pub fn add_faces(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        faces: NewFaces,
+        max_faces_per_group: u64,
+    ) -> Result<AddFacesOutcome> {
+        Self::check_ids(tenant, group_id)?;
+        if let Some(ext) = &faces.external_image_id {
+            validate_external_image_id(ext)?;
+        }
+        let mut normalized = Vec::with_capacity(faces.faces.len());
+        for f in &faces.faces {
+            let b = f.bbox;
+            if ![b.x0, b.y0, b.x1, b.y1, f.confidence]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                return Err(StoreError::InvalidParam(
+                    "bbox and confidence must be finite".into(),
+                ));
+            }
+            let n = normalize(&f.embedding)?;
+            if let Some(first) = normalized.first().map(Vec::len) {
+                if n.len() != first {
+                    return Err(StoreError::DimensionMismatch {
+                        expected: first,
+                        got: n.len(),
+                    });
+                }
+            }
+            normalized.push(n);
+        }
+        let slot = self
+            .slot(tenant, group_id)
+            .ok_or(StoreError::GroupNotFound)?;
+        if faces.model_version != slot.model_version {
+            return Err(StoreError::ModelVersionMismatch {
+                group: slot.model_version.clone(),
+                given: faces.model_version,
+            });
+        }
+        let image_id = new_uuid_v4()?;
+        if faces.faces.is_empty() {
+            return Ok(AddFacesOutcome {
+                image_id,
+                added: Vec::new(),
+                not_added: Vec::new(),
+            });
+        }
+
+        let keys = read(&self.keys);
+        let _w = lock(&slot.write);
+        if slot.deleted.load(Ordering::SeqCst) {
+            return Err(StoreError::GroupNotFound);
+        }
+        if let Some(dim) = read(&slot.index).dim() {
+            if normalized[0].len() != dim {
+                return Err(StoreError::DimensionMismatch {
+                    expected: dim,
+                    got: normalized[0].len(),
+                });
+            }
+        }
+        let created_at = self.now();
+        let mut rows = Vec::with_capacity(faces.faces.len());
+        for f in &faces.faces {
+            let face_id = new_uuid_v4()?;
+            let sealed = keys.seal(tenant, group_id, &face_id, &f.embedding)?;
+            rows.push(StoredFace {
+                record: FaceRecord {
+                    face_id,
+                    image_id: image_id.clone(),
+                    external_image_id: faces.external_image_id.clone(),
+                    bbox: f.bbox,
+                    confidence: f.confidence,
+                    created_at,
+                    model_version: faces.model_version.clone(),
+                },
+                sealed,
+            });
+        }
+        let n = self
+            .store
+            .insert_faces(tenant, group_id, &rows, max_faces_per_group)?;
+        if n == 0 {
+            return Err(StoreError::QuotaExceeded {
+                max_faces_per_group,
+            });
+        }
+        let added: Vec<FaceRecord> = rows.into_iter().take(n).map(|r| r.record).collect();
+        {
+            let mut index = write(&slot.index);
+            for (rec, v) in added.iter().zip(&normalized) {
+                index.push(rec.clone(), v)?;
+            }
+        }
+        Ok(AddFacesOutcome {
+            image_id,
+            added,
+            not_added: (n..faces.faces.len()).collect(),
+        })
+    }
+
+    /// One face's metadata.
+    pub fn get_face(&self, tenant: &str, group_id: &str, face_id: &str) -> Result<FaceRecord> {
+        Ok(self.stored_face(tenant, group_id, face_id)?.record)
+    }
+
+    fn stored_face(&self, tenant: &str, group_id: &str, face_id: &str) -> Result<StoredFace> {
+        Self::check_ids(tenant, group_id)?;
+        let found = if parse_uuid(face_id).is_some() {
+            self.store.get_face(tenant, group_id, face_id)?
+        } else {
+            // Not a face id we could have issued; still report a missing
+            // group first, as for any other face.
+            self.get_group(tenant, group_id)?;
+            None
+        };
+        found.ok_or(StoreError::FaceNotFound)
+    }
+
+    /// The face's embedding as registered (decrypted from the store), for
+    /// search by face id and verify.
+    pub fn embedding_of(&self, tenant: &str, group_id: &str, face_id: &str) -> Result<Vec<f32>> {
+        let face = self.stored_face(tenant, group_id, face_id)?;
+        self.keys().open(tenant, group_id, face_id, &face.sealed)
+    }
+
+    /// One page of the group's faces, newest first (created time descending,
+    /// then face id descending). Token and limit as in
+    /// [`Gallery::list_groups`]. Faces added after the first page was issued
+    /// do not appear on later pages; faces deleted meanwhile vanish; no face
+    /// is listed twice or skipped.
+    pub fn list_faces(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<Page<FaceRecord>> {
+        Self::check_ids(tenant, group_id)?;
+        let keys = self.keys();
+        let scope = Scope::Faces(group_id);
+        let (limit, after) = self.page_start(&keys, tenant, scope, limit, token)?;
+        let mut items = self
+            .store
+            .list_faces(tenant, group_id, after.as_ref(), limit + 1)?;
+        let next_token = self.page_end(&keys, tenant, scope, limit, &mut items, |f| Cursor {
+            created_at: f.created_at,
+            id: f.face_id.clone(),
+        });
+        Ok(Page { items, next_token })
+    }
+
+    /// Deletes one face.
+    pub fn delete_face(&self, tenant: &str, group_id: &str, face_id: &str) -> Result<()> {
+        Self::check_ids(tenant, group_id)?;
+        let slot = self
+            .slot(tenant, group_id)
+            .ok_or(StoreError::GroupNotFound)?;
+        if parse_uuid(face_id).is_none() {
+            return Err(StoreError::FaceNotFound);
+        }
+        let _w = lock(&slot.write);
+        if slot.deleted.load(Ordering::SeqCst) {
+            return Err(StoreError::GroupNotFound);
+        }
+        if !self.store.delete_face(tenant, group_id, face_id)? {
+            return Err(StoreError::FaceNotFound);
+        }
+        write(&slot.index).remove(face_id);
+        Ok(())
+    }
+
+    /// Exact cosine search: the top `limit` (1-4096) faces of the group with
+    /// cosine similarity >= `min_score` to `query`, by score descending, ties
+    /// by face id ascending, never `exclude_face_id`.
+    ///
+    /// `min_score` is a cosine in [-1, 1]; the caller maps its 0-100
+    /// similarity threshold to it. An empty group gives no hits.
+    pub fn search(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        query: &[f32],
+        limit: usize,
+        min_score: f32,
+        exclude_face_id: Option<&str>,
+    ) -> Result<Vec<SearchHit>> {
+        Self::check_ids(tenant, group_id)?;
+        validate_limit(limit, MAX_SEARCH_LIMIT)?;
+        if min_score.is_nan() {
+            return Err(StoreError::InvalidParam("min_score is NaN".into()));
+        }
+        let q = normalize(query)?;
+        let slot = self
+            .slot(tenant, group_id)
+            .ok_or(StoreError::GroupNotFound)?;
+        let index = read(&slot.index);
+        match index.dim() {
+            None => Ok(Vec::new()),
+            Some(dim) if dim != q.len() => Err(StoreError::DimensionMismatch {
+                expected: dim,
+                got: q.len(),
+            }),
+            Some(_) => Ok(index.search(&q, limit, min_score, exclude_face_id.and_then(parse_uuid))),
+        }
+    }
+
+    /// Makes `new_key` the current key and re-encrypts every record under
+    /// it, in batches of [`GalleryOptions::rotation_batch_size`], each its
+    /// own short transaction. The previous current key stays in the ring
+    /// for reading. Running it again with the same key resumes an
+    /// interrupted rotation.
+    pub fn rotate_key(&self, new_key: &MasterKey) -> Result<RotationReport> {
+        self.rotate_key_limited(new_key, u64::MAX)
+    }
+
+    /// [`Gallery::rotate_key`] stopping after at most `max_batches`
+    /// transactions, to spread the work or to test an interrupted rotation;
+    /// [`RotationReport::remaining`] tells whether it finished.
+    pub fn rotate_key_limited(
+        &self,
+        new_key: &MasterKey,
+        max_batches: u64,
+    ) -> Result<RotationReport> {
+        let _one_at_a_time = lock(&self.rotation);
+        let ring = {
+            let mut keys = write(&self.keys);
+            *keys = Arc::new(keys.rotated_to(new_key));
+            keys.clone()
+        };
+        let current = ring.current_key_id().to_string();
+        let batch = self.options.rotation_batch_size.max(1);
+        let mut report = RotationReport {
+            reencrypted: 0,
+            batches: 0,
+            remaining: 0,
+        };
+        let mut after_seq = i64::MIN;
+        while report.batches < max_batches {
+            let items = self
+                .store
+                .records_not_under_key(&current, after_seq, batch)?;
+            let Some(last) = items.last() else {
+                break;
+            };
+            after_seq = last.seq;
+            let mut updates = Vec::with_capacity(items.len());
+            for item in items {
+                let v = ring.open(&item.tenant, &item.group_id, &item.face_id, &item.sealed)?;
+                let sealed = ring.seal(&item.tenant, &item.group_id, &item.face_id, &v)?;
+                updates.push((item, sealed));
+            }
+            report.reencrypted += self.store.replace_sealed(&updates)? as u64;
+            report.batches += 1;
+        }
+        report.remaining = self.store.count_not_under_key(&current)?;
+        Ok(report)
+    }
+
+    /// Records not yet under the current key.
+    pub fn pending_reencryption(&self) -> Result<u64> {
+        self.store.count_not_under_key(self.keys().current_key_id())
+    }
+}

@@ -3,5 +3,6 @@
 //! (the landmark regression trees).
 
 pub mod dlib;
-pub mod torch_legacy;
 pub mod minifasnet;
+pub mod provision;
+pub mod torch_legacy;

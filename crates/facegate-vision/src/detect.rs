@@ -136,7 +136,14 @@ impl Detector {
                         y1: (cy + bh / 2.0) * fy,
                     }
                     .clamp_to(w, h),
-                    landmarks: FivePoints::from_unordered([pt(0), pt(1)], pt(2), [pt(3), pt(4)]),
+                    // YuNet's order is anatomical: subject's right eye first.
+                    landmarks: FivePoints {
+                        left_eye: pt(0),
+                        right_eye: pt(1),
+                        nose: pt(2),
+                        left_lip: pt(3),
+                        right_lip: pt(4),
+                    },
                     score,
                 });
             }

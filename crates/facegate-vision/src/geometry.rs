@@ -56,8 +56,10 @@ pub struct Point {
     pub y: f32,
 }
 
-/// The API's five landmarks, in the API's order. `left_eye` is the eye with
-/// the smaller x in the image, likewise `left_lip`.
+/// The five landmarks in anatomical order: `left_eye` is the subject's
+/// right eye, which is on the image's left in an upright frontal photo (the
+/// same for the lips). Pose and alignment need this order; the API wants the
+/// points ordered by x instead, see [`FivePoints::ordered_by_x`].
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct FivePoints {
     pub left_eye: Point,
@@ -68,16 +70,16 @@ pub struct FivePoints {
 }
 
 impl FivePoints {
-    /// Builds the landmarks from any two eyes, nose and two mouth corners,
-    /// ordering each pair by x as the API requires.
-    pub fn from_unordered(eyes: [Point; 2], nose: Point, lips: [Point; 2]) -> Self {
-        let by_x = |[a, b]: [Point; 2]| if a.x <= b.x { (a, b) } else { (b, a) };
-        let (left_eye, right_eye) = by_x(eyes);
-        let (left_lip, right_lip) = by_x(lips);
+    /// The API's convention: `left_eye` is the eye with the smaller x in the
+    /// image, likewise `left_lip`.
+    pub fn ordered_by_x(&self) -> Self {
+        let by_x = |a: Point, b: Point| if a.x <= b.x { (a, b) } else { (b, a) };
+        let (left_eye, right_eye) = by_x(self.left_eye, self.right_eye);
+        let (left_lip, right_lip) = by_x(self.left_lip, self.right_lip);
         Self {
             left_eye,
             right_eye,
-            nose,
+            nose: self.nose,
             left_lip,
             right_lip,
         }

@@ -2,10 +2,15 @@
 //! that chains them (detect → landmarks → pose → align → embed → spoof → mask).
 
 pub mod align;
+pub mod calibration;
 pub mod detect;
 pub mod error;
+pub mod files;
 pub mod geometry;
 pub mod landmarks;
+pub mod mask;
+pub mod pipeline;
+pub mod pose;
 pub mod runtime;
 pub mod spoof;
 

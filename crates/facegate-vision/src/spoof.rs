@@ -525,3 +525,76 @@ mod tests {
         176, 64, 117, 144, 173, 69, 108, 224, 78, 131,
     ];
 }
+
+/// Side of the square MiniFASNet input.
+pub const INPUT_SIZE: u32 = 80;
+
+/// The API's `spoofingCondition`: how readily a face is called a spoof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoofCondition {
+    Weak,
+    #[default]
+    Balanced,
+    Strict,
+}
+
+impl SpoofCondition {
+    /// A face is a spoof when its fused real-face probability is below this.
+    /// `balanced` is upstream's own decision rule (argmax of the averaged
+    /// softmax is "real" once its real share passes one half); the other two
+    /// move the line by 0.25 either way (calibration in docs/models.md).
+    pub fn threshold(self) -> f32 {
+        match self {
+            SpoofCondition::Weak => 0.25,
+            SpoofCondition::Balanced => 0.5,
+            SpoofCondition::Strict => 0.75,
+        }
+    }
+
+    /// Parses the API's value (`weak`, `balanced`, `strict`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "weak" => Some(Self::Weak),
+            "balanced" => Some(Self::Balanced),
+            "strict" => Some(Self::Strict),
+            _ => None,
+        }
+    }
+}
+
+/// The liveness outcome for one face.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SpoofVerdict {
+    /// Fused MiniFASNet V2 + V1SE probability that the face is real, [0, 1].
+    pub real_probability: f32,
+    pub is_spoof: bool,
+}
+
+impl SpoofVerdict {
+    pub fn new(real_probability: f32, condition: SpoofCondition) -> Self {
+        Self {
+            real_probability,
+            is_spoof: real_probability < condition.threshold(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod condition_tests {
+    use super::*;
+
+    #[test]
+    fn strict_flags_more_than_balanced_more_than_weak() {
+        for p in [0.1, 0.3, 0.6, 0.8, 0.95] {
+            let flagged = |c| SpoofVerdict::new(p, c).is_spoof as u8;
+            assert!(flagged(SpoofCondition::Strict) >= flagged(SpoofCondition::Balanced));
+            assert!(flagged(SpoofCondition::Balanced) >= flagged(SpoofCondition::Weak));
+        }
+        assert_eq!(
+            SpoofCondition::parse("strict"),
+            Some(SpoofCondition::Strict)
+        );
+        assert_eq!(SpoofCondition::parse("STRICT"), None);
+    }
+}

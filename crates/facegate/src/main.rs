@@ -1,1 +1,291 @@
-fn main() {}
+//! `facegate`: the command line of the operator interface in API.md.
+
+mod vision_cmds;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use facegate_models::provision::{self, InstallOptions};
+use facegate_server::config::{resolve, TenantConfig};
+use facegate_vision::spoof::SpoofCondition;
+
+type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(
+    name = "facegate",
+    version,
+    about = "Self-hosted face recognition and liveness server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (installs the models first if they are missing).
+    Serve {
+        /// Config file; default `<data_dir>/facegate.toml`, created on first start.
+        #[arg(long, env = "FACEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage the models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Detect faces in images and print the API's face details as JSON.
+    Detect {
+        /// Image files (PNG or JPEG).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Also run liveness.
+        #[arg(long)]
+        spoofing: bool,
+        /// Liveness sensitivity (implies --spoofing).
+        #[arg(long, value_enum)]
+        spoofing_condition: Option<Condition>,
+    },
+    /// Similarity (0-100) of IMAGE_A's largest face to every face of IMAGE_B.
+    Compare {
+        /// Source image.
+        image_a: PathBuf,
+        /// Target image.
+        image_b: PathBuf,
+    },
+    /// Manage tenants in the config file.
+    Tenants {
+        /// Config file to edit (default `<data_dir>/facegate.toml`).
+        #[arg(long, env = "FACEGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Manage the master key.
+    Keys {
+        /// Config file (default `<data_dir>/facegate.toml`).
+        #[arg(long, env = "FACEGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download, verify and convert the models.
+    Install {
+        /// Model directory (default: the config's model_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A directory or http(s) URL mirroring the upstream files.
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Add a tenant with random keys (shown once).
+    Add {
+        /// The appKey (random when omitted).
+        app_key: Option<String>,
+    },
+    /// List the appKeys (keys are not shown).
+    List,
+    /// Remove a tenant (its data stays in the database).
+    Remove {
+        /// The appKey.
+        app_key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored embedding under a new master key (stop the
+    /// server first).
+    Rotate,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Condition {
+    Weak,
+    Balanced,
+    Strict,
+}
+
+impl From<Condition> for SpoofCondition {
+    fn from(c: Condition) -> Self {
+        match c {
+            Condition::Weak => SpoofCondition::Weak,
+            Condition::Balanced => SpoofCondition::Balanced,
+            Condition::Strict => SpoofCondition::Strict,
+        }
+    }
+}
+
+fn init_logging() {
+    // FACEGATE_LOG=debug|info|warn|error; info by default.
+    let level = std::env::var("FACEGATE_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_tenant_keys(t: &TenantConfig) {
+    // Printed exactly once, at creation; never logged.
+    println!("appKey:              {}", t.app_key);
+    println!("face_api_key:        {}  (x-nhn-apikey)", t.face_api_key);
+    println!(
+        "liveness_secret_key: {}  (Authorization)",
+        t.liveness_secret_key
+    );
+    println!("argos_api_key:       {}  (x-api-key)", t.argos_api_key);
+}
+
+fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let path = explicit.unwrap_or_else(facegate_server::default_config_path);
+    if !path.exists() {
+        return Err(format!(
+            "no config file at {} (run `facegate serve` once to create one, or pass --config)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+fn serve(config: Option<PathBuf>) -> CmdResult {
+    init_logging();
+    let loaded = facegate_server::load_or_init(config.as_deref())?;
+    if let Some(t) = &loaded.created_tenant {
+        println!(
+            "First start: created {} with one tenant. Keep these keys; they are not shown again:",
+            loaded.path.display()
+        );
+        print_tenant_keys(t);
+    }
+    let model_dir = loaded.config.model_dir();
+    ensure_models(&model_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(facegate_server::serve(loaded.config))?;
+    Ok(())
+}
+
+fn ensure_models(model_dir: &Path) -> CmdResult {
+    if provision::is_installed(model_dir) {
+        return Ok(());
+    }
+    tracing::info!(dir = %model_dir.display(), "models missing; installing");
+    provision::install(
+        &InstallOptions {
+            dir: model_dir.to_path_buf(),
+            mirror: None,
+        },
+        &mut |line| tracing::info!("models: {line}"),
+    )?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Models {
+            command: ModelsCommand::Install { dir, mirror },
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => resolve(None)?.model_dir(),
+            };
+            vision_cmds::models_install(&dir, mirror)
+        }
+        Command::Detect {
+            images,
+            spoofing,
+            spoofing_condition,
+        } => {
+            let config = resolve(None)?;
+            let condition = match (spoofing, spoofing_condition) {
+                (_, Some(c)) => Some(c.into()),
+                (true, None) => Some(SpoofCondition::Balanced),
+                (false, None) => None,
+            };
+            vision_cmds::detect(
+                &config.model_dir(),
+                facegate_server::engine::runtime_kind(config.runtime),
+                &images,
+                condition,
+            )
+        }
+        Command::Compare { image_a, image_b } => {
+            let config = resolve(None)?;
+            vision_cmds::compare(
+                &config.model_dir(),
+                facegate_server::engine::runtime_kind(config.runtime),
+                &image_a,
+                &image_b,
+            )
+        }
+        Command::Tenants { config, command } => {
+            let path = config_path(config)?;
+            match command {
+                TenantsCommand::Add { app_key } => {
+                    let t = facegate_server::add_tenant(&path, app_key)?;
+                    println!(
+                        "Added tenant to {}. Keep these keys; they are not shown again:",
+                        path.display()
+                    );
+                    print_tenant_keys(&t);
+                }
+                TenantsCommand::List => {
+                    for app_key in facegate_server::list_tenants(&path)? {
+                        println!("{app_key}");
+                    }
+                }
+                TenantsCommand::Remove { app_key } => {
+                    facegate_server::remove_tenant(&path, &app_key)?;
+                    println!("Removed tenant {app_key}");
+                }
+            }
+            Ok(())
+        }
+        Command::Keys {
+            config,
+            command: KeysCommand::Rotate,
+        } => {
+            let config = facegate_server::config::Config::load(&config_path(config)?)?;
+            let report = facegate_server::rotate_keys(&config)?;
+            if report.remaining == 0 {
+                println!(
+                    "Rotated the master key: {} records re-encrypted; {} now holds the new key.",
+                    report.reencrypted,
+                    config.master_key_file().display()
+                );
+            } else {
+                println!(
+                    "Rotation incomplete: {} records left; run `facegate keys rotate` again.",
+                    report.remaining
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("facegate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -63,3 +63,53 @@ pub fn runtimes() -> Vec<Runtime> {
     .expect("ONNX Runtime loads");
     vec![ort, Runtime::tract()]
 }
+
+/// The shared mask/no-mask photo set (`<workspace>/../shared/datasets/masked_faces`).
+pub fn masked_faces_dir() -> PathBuf {
+    let dir = workspace_root().join("../shared/datasets/masked_faces");
+    assert!(
+        dir.join("labels.csv").is_file(),
+        "{} missing: the shared datasets are not mounted",
+        dir.display()
+    );
+    dir
+}
+
+/// One image of the mask dataset's held-out test split.
+pub struct MaskRow {
+    pub path: String,
+    pub mask: bool,
+    pub source: String,
+}
+
+/// The held-out test split of the mask dataset, by the rule of
+/// `examples/train_mask.rs`: within each (source, label) stratum, images
+/// ordered by FNV-1a-64 of their path, the first 20 % (rounded). Each
+/// stratum's rows keep that order.
+pub fn mask_test_rows() -> Vec<MaskRow> {
+    let fnv = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    let text = std::fs::read_to_string(masked_faces_dir().join("labels.csv")).unwrap();
+    let mut strata: std::collections::BTreeMap<(String, bool), Vec<String>> = Default::default();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split(',').collect();
+        strata
+            .entry((cols[2].to_string(), cols[1] == "1"))
+            .or_default()
+            .push(cols[0].to_string());
+    }
+    let mut rows = Vec::new();
+    for ((source, mask), mut paths) in strata {
+        paths.sort_by_key(|p| (fnv(p), p.clone()));
+        let n_test = (paths.len() as f64 * 0.2).round() as usize;
+        rows.extend(paths.into_iter().take(n_test).map(|path| MaskRow {
+            path,
+            mask,
+            source: source.clone(),
+        }));
+    }
+    rows
+}

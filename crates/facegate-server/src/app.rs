@@ -1,0 +1,416 @@
+//! The router, shared state, request logging, health endpoints, and
+//! starting/stopping the server.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use facegate_image::{FetchPolicy, Limits};
+use facegate_store::{Gallery, GalleryOptions};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::analyzer::FaceAnalyzer;
+use crate::config::Config;
+use crate::error::{ServerError, ServiceError};
+use crate::service::{Service, ServiceOptions};
+use crate::surfaces::{argos, nhn_common, nhn_liveness, nhn_reco};
+use crate::tenants::Tenants;
+
+/// Body limit of requests carrying one image: a 3,000,000-byte image is
+/// 4,000,000 Base64 characters; the rest is JSON and line breaks.
+pub const BODY_LIMIT: usize = 4_300_000;
+/// Body limit of compare, which carries two images.
+pub const COMPARE_BODY_LIMIT: usize = 2 * BODY_LIMIT;
+
+/// Where start-up stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Opening the store and loading models.
+    Loading,
+    /// Serving.
+    Ready,
+    /// Start-up failed; the text says why.
+    Failed(String),
+}
+
+struct Shared {
+    tenants: Tenants,
+    service: OnceLock<Arc<Service>>,
+    readiness: watch::Sender<Readiness>,
+}
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+impl AppState {
+    /// State with these tenants, not yet ready.
+    pub fn new(tenants: Tenants) -> Self {
+        AppState {
+            shared: Arc::new(Shared {
+                tenants,
+                service: OnceLock::new(),
+                readiness: watch::Sender::new(Readiness::Loading),
+            }),
+        }
+    }
+
+    /// State that is ready at once with `service` (tests).
+    pub fn with_service(tenants: Tenants, service: Arc<Service>) -> Self {
+        let st = Self::new(tenants);
+        st.set_ready(service);
+        st
+    }
+
+    /// The tenants.
+    pub fn tenants(&self) -> &Tenants {
+        &self.shared.tenants
+    }
+
+    /// The service once models are loaded.
+    pub fn service(&self) -> Result<Arc<Service>, ServiceError> {
+        self.shared
+            .service
+            .get()
+            .cloned()
+            .ok_or(ServiceError::NotReady)
+    }
+
+    fn set_ready(&self, service: Arc<Service>) {
+        let _ = self.shared.service.set(service);
+        self.shared.readiness.send_replace(Readiness::Ready);
+    }
+
+    fn set_failed(&self, why: String) {
+        self.shared.readiness.send_replace(Readiness::Failed(why));
+    }
+
+    /// Current readiness.
+    pub fn readiness(&self) -> Readiness {
+        self.shared.readiness.borrow().clone()
+    }
+
+    /// Waits until start-up finished, successfully or not.
+    pub async fn wait_ready(&self) -> Result<(), ServerError> {
+        let mut rx = self.shared.readiness.subscribe();
+        let r = rx
+            .wait_for(|r| *r != Readiness::Loading)
+            .await
+            .map_err(|_| ServerError::Internal("readiness channel closed".into()))?
+            .clone();
+        match r {
+            Readiness::Failed(why) => Err(ServerError::Internal(why)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A random lower-case base-36 id of `len` characters (request and
+/// transaction ids).
+pub fn new_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut raw = vec![0u8; len];
+    // An id is not a secret; if the OS generator fails, a time-derived
+    // value is still unique enough for log correlation.
+    if getrandom::fill(&mut raw).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8;
+        }
+    }
+    raw.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Request id, one structured log line per request (method, path, status,
+/// latency; never headers or bodies, which carry keys and images).
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = new_id(16);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "handled"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Unknown routes and methods get each surface's error format, not the
+/// framework's plain-text 404/405.
+async fn fallback(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/nhn-face-reco/") {
+        nhn_reco::to_wire(&ServiceError::invalid("no such route"))
+    } else if path.starts_with("/v1.0/") {
+        nhn_liveness::to_wire(&ServiceError::invalid("no such route"))
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "message": "Not Found" })),
+        )
+            .into_response()
+    }
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.readiness() {
+        Readiness::Ready => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Readiness::Loading => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "loading" })),
+        )
+            .into_response(),
+        Readiness::Failed(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "failed" })),
+        )
+            .into_response(),
+    }
+}
+
+/// The whole HTTP application over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/nhn-face-reco/v1.0/appkeys/{app_key}", nhn_reco::router())
+        .merge(nhn_liveness::router())
+        .merge(argos::router())
+        .fallback(fallback)
+        .method_not_allowed_fallback(fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// Knobs that are not in the config file (tests shorten them).
+#[derive(Clone)]
+pub struct StartOptions {
+    /// Use this analyzer instead of loading the engine from the model
+    /// directory (tests share one loaded engine).
+    pub analyzer: Option<Arc<dyn FaceAnalyzer>>,
+    /// Paging token lifetime.
+    pub token_ttl: Duration,
+    /// Image download time limit.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            analyzer: None,
+            token_ttl: GalleryOptions::default().token_ttl,
+            fetch_timeout: FetchPolicy::default().timeout,
+        }
+    }
+}
+
+/// A server started by [`start`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until models are loaded (or start-up failed).
+    pub async fn wait_ready(&self) -> Result<(), ServerError> {
+        self.state.wait_ready().await
+    }
+
+    /// Stops accepting, finishes in-flight requests, and returns.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task)
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .map_err(|e| ServerError::Io {
+                context: "serving".into(),
+                source: e,
+            })
+    }
+}
+
+fn open_service(
+    config: &Config,
+    options: &StartOptions,
+    analyzer: Arc<dyn FaceAnalyzer>,
+) -> Result<Service, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Io {
+        context: format!("creating {}", config.data_dir.display()),
+        source: e,
+    })?;
+    let keys = crate::keys::load_key_ring(&config.master_key_file())?;
+    let gallery = Gallery::open(
+        &config.database_url(),
+        keys,
+        GalleryOptions {
+            token_ttl: options.token_ttl,
+            ..GalleryOptions::default()
+        },
+    )?;
+    Ok(Service::new(
+        analyzer,
+        Arc::new(gallery),
+        ServiceOptions {
+            limits: Limits::default(),
+            fetch: FetchPolicy {
+                allow_private: config.allow_private_urls,
+                timeout: options.fetch_timeout,
+                ..FetchPolicy::default()
+            },
+            max_faces_per_group: config.max_faces_per_group,
+            ..ServiceOptions::default()
+        },
+    ))
+}
+
+fn load_analyzer(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, ServerError> {
+    Ok(crate::engine::load_engine(
+        &config.model_dir(),
+        config.runtime,
+    )?)
+}
+
+/// Binds `config.listen`, starts serving at once (`/healthz` answers, the
+/// APIs say "not ready"), then opens the store and loads the models in
+/// the background; `/readyz` turns 200 when done.
+pub async fn start(config: Config, options: StartOptions) -> Result<RunningServer, ServerError> {
+    config.validate()?;
+    if config.tenants.is_empty() {
+        tracing::warn!("no tenants configured: every API request will be refused");
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| ServerError::Io {
+            context: format!("binding {}", config.listen),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Io {
+        context: "reading the bound address".into(),
+        source: e,
+    })?;
+    let state = AppState::new(Tenants::new(config.tenants.clone()));
+    let init_state = state.clone();
+    tokio::spawn(async move {
+        let result = tokio::task::spawn_blocking(move || {
+            let analyzer = match options.analyzer.clone() {
+                Some(a) => a,
+                None => load_analyzer(&config)?,
+            };
+            open_service(&config, &options, analyzer)
+        })
+        .await;
+        match result {
+            Ok(Ok(service)) => {
+                tracing::info!("ready");
+                init_state.set_ready(Arc::new(service));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "start-up failed");
+                init_state.set_failed(e.to_string());
+            }
+            Err(e) => init_state.set_failed(format!("start-up task failed: {e}")),
+        }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM, or until start-up fails.
+pub async fn serve(config: Config) -> Result<(), ServerError> {
+    let server = start(config, StartOptions::default()).await?;
+    let state = server.state.clone();
+    tokio::select! {
+        r = state.wait_ready() => {
+            if let Err(e) = r {
+                let _ = server.shutdown().await;
+                return Err(e);
+            }
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            return server.shutdown().await;
+        }
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+/// Exposes the NHN code table for tests and docs.
+pub use nhn_common::NhnCode;

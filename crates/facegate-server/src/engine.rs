@@ -1,0 +1,130 @@
+//! [`FaceAnalyzer`] for the real vision engine, and loading it from the
+//! configured model directory and runtime.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use facegate_image::RgbImage;
+use facegate_vision::calibration;
+use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions};
+use facegate_vision::runtime::RuntimeKind;
+use facegate_vision::spoof::{SpoofCondition, SpoofVerdict};
+
+use crate::analyzer::{
+    AnalyzeRequest, AnalyzedFace, AnalyzerError, FaceAnalyzer, HeadPose, Liveness, PixelBox,
+    PixelPoint, SpoofingCondition,
+};
+use crate::config::RuntimeSetting;
+
+fn condition(c: SpoofingCondition) -> SpoofCondition {
+    match c {
+        SpoofingCondition::Weak => SpoofCondition::Weak,
+        SpoofingCondition::Balanced => SpoofCondition::Balanced,
+        SpoofingCondition::Strict => SpoofCondition::Strict,
+    }
+}
+
+fn liveness(v: SpoofVerdict) -> Liveness {
+    Liveness {
+        real_probability: v.real_probability,
+        is_spoof: v.is_spoof,
+    }
+}
+
+fn err(e: facegate_vision::VisionError) -> AnalyzerError {
+    AnalyzerError(e.to_string())
+}
+
+/// The runtime setting of the config file as the engine names it.
+pub fn runtime_kind(r: RuntimeSetting) -> RuntimeKind {
+    match r {
+        RuntimeSetting::Auto => RuntimeKind::Auto,
+        RuntimeSetting::Onnxruntime => RuntimeKind::OnnxRuntime,
+        RuntimeSetting::Cuda => RuntimeKind::Cuda,
+        RuntimeSetting::Tract => RuntimeKind::Tract,
+    }
+}
+
+/// Loads the engine (blocking; seconds to minutes depending on runtime).
+pub fn load_engine(
+    model_dir: &Path,
+    runtime: RuntimeSetting,
+) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
+    let engine =
+        Engine::load(&EngineOptions::new(model_dir, runtime_kind(runtime))).map_err(err)?;
+    tracing::info!(
+        backend = engine.backend().name(),
+        model_version = engine.model_version(),
+        "models loaded"
+    );
+    Ok(Arc::new(engine))
+}
+
+impl FaceAnalyzer for Engine {
+    fn analyze(
+        &self,
+        image: &RgbImage,
+        request: &AnalyzeRequest,
+    ) -> Result<Vec<AnalyzedFace>, AnalyzerError> {
+        let options = AnalyzeOptions {
+            embedding: request.embedding,
+            orientation: request.orientation,
+            mask: request.mask,
+            spoofing: request.spoofing.map(condition),
+        };
+        let faces = Engine::analyze(self, image, &options).map_err(err)?;
+        Ok(faces
+            .into_iter()
+            .map(|f| {
+                let l = f.landmarks.ordered_by_x();
+                let p = |p: facegate_vision::geometry::Point| PixelPoint { x: p.x, y: p.y };
+                AnalyzedFace {
+                    bbox: PixelBox {
+                        x0: f.bbox.x0,
+                        y0: f.bbox.y0,
+                        x1: f.bbox.x1,
+                        y1: f.bbox.y1,
+                    },
+                    landmarks: [
+                        p(l.left_eye),
+                        p(l.right_eye),
+                        p(l.nose),
+                        p(l.left_lip),
+                        p(l.right_lip),
+                    ],
+                    confidence: f.confidence,
+                    pose: f.pose.map(|p| HeadPose {
+                        yaw: p.yaw,
+                        pitch: p.pitch,
+                        roll: p.roll,
+                    }),
+                    mask: f.mask,
+                    liveness: f.spoof.map(liveness),
+                    embedding: f.embedding,
+                }
+            })
+            .collect())
+    }
+
+    fn spoof_aligned(
+        &self,
+        crop: &RgbImage,
+        c: SpoofingCondition,
+    ) -> Result<Liveness, AnalyzerError> {
+        Engine::spoof_aligned(self, crop, condition(c))
+            .map(liveness)
+            .map_err(err)
+    }
+
+    fn model_version(&self) -> String {
+        Engine::model_version(self).to_string()
+    }
+
+    fn similarity(&self, cosine: f32) -> f32 {
+        calibration::similarity(cosine)
+    }
+
+    fn cosine_for_similarity(&self, similarity: f32) -> f32 {
+        calibration::cosine_for_similarity(similarity)
+    }
+}

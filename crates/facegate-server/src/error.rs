@@ -1,0 +1,131 @@
+//! The crate's typed errors. Each HTTP surface maps [`ServiceError`] onto
+//! its wire format in exactly one function.
+
+use std::path::PathBuf;
+
+use facegate_image::ImageError;
+use facegate_store::StoreError;
+
+use crate::analyzer::AnalyzerError;
+
+/// The configuration file or its handling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config: {0}")]
+    Parse(String),
+    /// Parsed, but a value is out of its domain.
+    #[error("config: {0}")]
+    Invalid(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OS random number generator failed.
+    #[error("system random number generator failed")]
+    Random,
+}
+
+/// Which image of a request an image error is about; compare names it in
+/// the result message (`...:Source` / `...:Target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRole {
+    /// `image` (detect, register, search, spoofing) or `compareImage`.
+    Image,
+    /// Compare's `sourceImage`.
+    Source,
+    /// Compare's `targetImage`.
+    Target,
+}
+
+impl ImageRole {
+    /// The suffix compare appends to image error names.
+    pub fn suffix(self) -> Option<&'static str> {
+        match self {
+            ImageRole::Image => None,
+            ImageRole::Source => Some("Source"),
+            ImageRole::Target => Some("Target"),
+        }
+    }
+}
+
+/// Everything a request can fail with, independent of the wire format.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request parameter is missing, malformed or out of range; also a
+    /// required face that was not found. The text is safe to show clients.
+    #[error("{0}")]
+    InvalidParam(String),
+    /// The API key (or appKey) did not authenticate.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// An image could not be loaded or decoded.
+    #[error("{role:?} image: {source}")]
+    Image {
+        /// Which image.
+        role: ImageRole,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+    /// `aligned: true` with an image that is not 224x224.
+    #[error("an aligned image must be {expected}x{expected}, got {width}x{height}")]
+    AlignedSize {
+        /// Required side.
+        expected: u32,
+        /// Actual width.
+        width: u32,
+        /// Actual height.
+        height: u32,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vision engine failed.
+    #[error(transparent)]
+    Analyzer(#[from] AnalyzerError),
+    /// Models or gallery are still loading.
+    #[error("the server is starting; models are not loaded yet")]
+    NotReady,
+    /// A bug or a crashed worker; details only in the logs.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// `InvalidParam` from anything printable.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ServiceError::InvalidParam(msg.into())
+    }
+}
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The models could not be loaded.
+    #[error("models: {0}")]
+    Analyzer(#[from] AnalyzerError),
+    /// Binding or serving the socket failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task died.
+    #[error("internal: {0}")]
+    Internal(String),
+}

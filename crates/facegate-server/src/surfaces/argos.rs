@@ -1,0 +1,219 @@
+//! Surface 3: Argos Face Liveness (seed 002): `POST /modules/liveness`,
+//! `x-api-key`, body `{"faceImage": "<base64>"}`. [`to_wire`] is the one
+//! error mapping: 400 with `errorCode` 1016/1017, 401, 500/503.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::ServiceError;
+use crate::service::ImageInput;
+
+/// The API key header of this surface.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// `faceImage` missing or empty.
+pub const ERROR_MISSING_IMAGE: u32 = 1016;
+/// The image could not be analysed (undecodable, no face, ...).
+pub const ERROR_NOT_ANALYSABLE: u32 = 1017;
+
+/// The route, at the server root.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/modules/liveness", post(liveness))
+}
+
+/// Why an Argos request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgosError {
+    /// No or unknown `x-api-key`.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// `faceImage` missing or empty.
+    #[error("faceImage is required")]
+    MissingImage,
+    /// The service failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    transaction_id: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<u32>,
+}
+
+/// The one mapping of errors onto this surface.
+pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
+    let (status, code, message) = match err {
+        ArgosError::Unauthorized => (StatusCode::UNAUTHORIZED, None, "Unauthorized".to_string()),
+        ArgosError::MissingImage => (
+            StatusCode::BAD_REQUEST,
+            Some(ERROR_MISSING_IMAGE),
+            "faceImage is required".to_string(),
+        ),
+        ArgosError::Service(e) => match e {
+            ServiceError::InvalidParam(_)
+            | ServiceError::Image { .. }
+            | ServiceError::AlignedSize { .. } => (
+                StatusCode::BAD_REQUEST,
+                Some(ERROR_NOT_ANALYSABLE),
+                format!("face analysis failed: {e}"),
+            ),
+            ServiceError::Unauthorized => {
+                (StatusCode::UNAUTHORIZED, None, "Unauthorized".to_string())
+            }
+            ServiceError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "internal server error".to_string(),
+                )
+            }
+        },
+    };
+    (
+        status,
+        Json(ErrorBody {
+            transaction_id,
+            message,
+            error_code: code,
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Score {
+    liveness_score: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Success<'a> {
+    api_type: &'static str,
+    result: Score,
+    transaction_id: &'a str,
+}
+
+/// The vendor tells clients to drop a MIME prefix but tolerating one costs
+/// nothing: strip `image/png;base64,` (with or without `data:`).
+fn strip_mime_prefix(s: &str) -> &str {
+    // `get` instead of indexing: a cut inside a UTF-8 character must not panic.
+    let head = s.get(..s.len().min(100)).unwrap_or(s);
+    match head.find(";base64,") {
+        Some(i) if head[..i].contains('/') => &s[i + ";base64,".len()..],
+        _ => s,
+    }
+}
+
+async fn handle(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<f32, ArgosError> {
+    let key = headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    st.tenants()
+        .by_argos_key(key)
+        .ok_or(ArgosError::Unauthorized)?;
+    let svc = st.service()?;
+    let body = body.map_err(|_| {
+        ArgosError::Service(ServiceError::invalid(
+            "request body unreadable or too large",
+        ))
+    })?;
+    // Anything that does not yield a non-empty faceImage string is 1016.
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| ArgosError::MissingImage)?;
+    let image = match value.get("faceImage") {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
+        _ => return Err(ArgosError::MissingImage),
+    };
+    let input = ImageInput::Base64(strip_mime_prefix(image).to_string());
+    Ok(svc.liveness_score(input).await?)
+}
+
+async fn liveness(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let tx = crate::app::new_id(13);
+    match handle(&st, &headers, body).await {
+        Ok(score) => Json(Success {
+            api_type: "id_live_face",
+            result: Score {
+                liveness_score: (f64::from(score) * 100.0).round() / 100.0,
+            },
+            transaction_id: &tx,
+        })
+        .into_response(),
+        Err(e) => to_wire(&e, &tx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(r: Response) -> (u16, serde_json::Value) {
+        let status = r.status().as_u16();
+        let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn error_mapping() {
+        let (s, v) = parts(to_wire(&ArgosError::MissingImage, "tx1")).await;
+        assert_eq!((s, v["errorCode"].as_u64()), (400, Some(1016)));
+        assert_eq!(v["transactionId"], "tx1");
+        let (s, v) = parts(to_wire(
+            &ArgosError::Service(ServiceError::invalid("no face")),
+            "t",
+        ))
+        .await;
+        assert_eq!((s, v["errorCode"].as_u64()), (400, Some(1017)));
+        let img = ServiceError::Image {
+            role: crate::error::ImageRole::Image,
+            source: facegate_image::ImageError::InvalidFormat,
+        };
+        let (s, v) = parts(to_wire(&ArgosError::Service(img), "t")).await;
+        assert_eq!((s, v["errorCode"].as_u64()), (400, Some(1017)));
+        let (s, v) = parts(to_wire(&ArgosError::Unauthorized, "t")).await;
+        assert_eq!(s, 401);
+        assert!(v["message"].is_string());
+        let (s, _) = parts(to_wire(&ArgosError::Service(ServiceError::NotReady), "t")).await;
+        assert_eq!(s, 503);
+        let (s, v) = parts(to_wire(
+            &ArgosError::Service(ServiceError::Internal("db at /x".into())),
+            "t",
+        ))
+        .await;
+        assert_eq!(s, 500);
+        assert!(!v["message"].as_str().unwrap().contains("/x"));
+    }
+
+    #[test]
+    fn strips_mime_prefixes_only() {
+        assert_eq!(strip_mime_prefix("image/png;base64,AAAA"), "AAAA");
+        assert_eq!(strip_mime_prefix("data:image/jpeg;base64,/9j/"), "/9j/");
+        assert_eq!(strip_mime_prefix("/9j/4AAQ"), "/9j/4AAQ");
+        assert_eq!(strip_mime_prefix(""), "");
+        let odd = "é".repeat(80);
+        assert_eq!(strip_mime_prefix(&odd), odd);
+    }
+}

@@ -1,0 +1,681 @@
+//! What the two NHN surfaces share: the result code table, the response
+//! envelope, the JSON shapes of faces, and body/query parsing that turns
+//! every malformed input into InvalidParam instead of a framework 4xx.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use facegate_store::{BBox, FaceRecord};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+use crate::error::{ImageRole, ServiceError};
+use crate::service::{FaceDetail, ImageInput};
+
+/// The NHN result codes of API.md's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NhnCode {
+    /// 0.
+    Success,
+    /// -40000.
+    InvalidParam,
+    /// -40010.
+    InvalidGroupId,
+    /// -40020.
+    DuplicatedGroupId,
+    /// -40030.
+    NotFoundGroup,
+    /// -40040.
+    InvalidToken,
+    /// -40050.
+    NotFoundFaceId,
+    /// -40070.
+    QuotaExceeded,
+    /// 40070 (partial success).
+    QuotaExceededPartial,
+    /// -41000 (Face Recognition Plus).
+    UnauthorizedAppKey,
+    /// -41005 (Face Liveness).
+    UnauthorizedAppKeyOrSecretKey,
+    /// -45020.
+    ImageTooLarge,
+    /// -45030.
+    InvalidImageParameter,
+    /// -45040.
+    InvalidImageFormat,
+    /// -45050.
+    InvalidImageUrl,
+    /// -45060.
+    ImageTimeout,
+    /// -45070.
+    InvalidImageSize,
+    /// -50000.
+    InternalServerError,
+}
+
+impl NhnCode {
+    /// Every code, for exhaustive tests.
+    pub const ALL: [NhnCode; 18] = [
+        NhnCode::Success,
+        NhnCode::InvalidParam,
+        NhnCode::InvalidGroupId,
+        NhnCode::DuplicatedGroupId,
+        NhnCode::NotFoundGroup,
+        NhnCode::InvalidToken,
+        NhnCode::NotFoundFaceId,
+        NhnCode::QuotaExceeded,
+        NhnCode::QuotaExceededPartial,
+        NhnCode::UnauthorizedAppKey,
+        NhnCode::UnauthorizedAppKeyOrSecretKey,
+        NhnCode::ImageTooLarge,
+        NhnCode::InvalidImageParameter,
+        NhnCode::InvalidImageFormat,
+        NhnCode::InvalidImageUrl,
+        NhnCode::ImageTimeout,
+        NhnCode::InvalidImageSize,
+        NhnCode::InternalServerError,
+    ];
+
+    /// The numeric `resultCode`.
+    pub fn code(self) -> i32 {
+        match self {
+            NhnCode::Success => 0,
+            NhnCode::InvalidParam => -40000,
+            NhnCode::InvalidGroupId => -40010,
+            NhnCode::DuplicatedGroupId => -40020,
+            NhnCode::NotFoundGroup => -40030,
+            NhnCode::InvalidToken => -40040,
+            NhnCode::NotFoundFaceId => -40050,
+            NhnCode::QuotaExceeded => -40070,
+            NhnCode::QuotaExceededPartial => 40070,
+            NhnCode::UnauthorizedAppKey => -41000,
+            NhnCode::UnauthorizedAppKeyOrSecretKey => -41005,
+            NhnCode::ImageTooLarge => -45020,
+            NhnCode::InvalidImageParameter => -45030,
+            NhnCode::InvalidImageFormat => -45040,
+            NhnCode::InvalidImageUrl => -45050,
+            NhnCode::ImageTimeout => -45060,
+            NhnCode::InvalidImageSize => -45070,
+            NhnCode::InternalServerError => -50000,
+        }
+    }
+
+    /// The `resultMessage`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NhnCode::Success => "Success",
+            NhnCode::InvalidParam => "InvalidParam",
+            NhnCode::InvalidGroupId => "InvalidGroupID",
+            NhnCode::DuplicatedGroupId => "DuplicatedGroupID",
+            NhnCode::NotFoundGroup => "NotFoundGroupError",
+            NhnCode::InvalidToken => "InvalidTokenError",
+            NhnCode::NotFoundFaceId => "NotFoundFaceIDError",
+            NhnCode::QuotaExceeded => "ServiceQuotaExceededException",
+            NhnCode::QuotaExceededPartial => "ServiceQuotaExceededPartialSuccessException",
+            NhnCode::UnauthorizedAppKey => "UnauthorizedAppKey",
+            NhnCode::UnauthorizedAppKeyOrSecretKey => "UnauthorizedAppKeyOrSecretKey",
+            NhnCode::ImageTooLarge => "ImageTooLargeException",
+            NhnCode::InvalidImageParameter => "InvalidImageParameterException",
+            NhnCode::InvalidImageFormat => "InvalidImageFormatException",
+            NhnCode::InvalidImageUrl => "InvalidImageURLException",
+            NhnCode::ImageTimeout => "ImageTimeoutError",
+            NhnCode::InvalidImageSize => "InvalidImageSizeException",
+            NhnCode::InternalServerError => "InternalServerError",
+        }
+    }
+
+    /// The name compare uses for an image error of its source or target
+    /// image, spelled as in seed 003's compare table.
+    pub fn compare_name(self, role: ImageRole) -> String {
+        let Some(suffix) = role.suffix() else {
+            return self.name().to_string();
+        };
+        let base = match self {
+            NhnCode::ImageTooLarge => "ImageImageTooLargeException",
+            NhnCode::InvalidImageParameter => "InvalidImageParameterException",
+            NhnCode::InvalidImageFormat => "ImageInvalidImageFormatException",
+            NhnCode::InvalidImageUrl => "ImageInvalidImageURLException",
+            NhnCode::ImageTimeout => "ImageImageTimeoutError",
+            other => return other.name().to_string(),
+        };
+        format!("{base}:{suffix}")
+    }
+}
+
+/// `header` of every NHN response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    /// resultCode >= 0.
+    pub is_successful: bool,
+    /// See [`NhnCode`].
+    pub result_code: i32,
+    /// "Success" or the error's name.
+    pub result_message: String,
+    /// A human-readable explanation (errors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<T: Serialize> {
+    header: Header,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+}
+
+/// An NHN response: always HTTP 200, JSON envelope.
+pub fn envelope<T: Serialize>(header: Header, data: Option<T>) -> Response {
+    (StatusCode::OK, axum::Json(Envelope { header, data })).into_response()
+}
+
+/// A successful response with `data`.
+pub fn ok<T: Serialize>(data: T) -> Response {
+    with_code(NhnCode::Success, data)
+}
+
+/// A successful response without `data`.
+pub fn ok_empty() -> Response {
+    envelope::<()>(header_for(NhnCode::Success), None)
+}
+
+/// A success or partial-success response with `data`.
+pub fn with_code<T: Serialize>(code: NhnCode, data: T) -> Response {
+    envelope(header_for(code), Some(data))
+}
+
+fn header_for(code: NhnCode) -> Header {
+    Header {
+        is_successful: code.code() >= 0,
+        result_code: code.code(),
+        result_message: code.name().to_string(),
+        detail: None,
+    }
+}
+
+/// An error response.
+pub fn error_response(code: NhnCode, message: String, detail: Option<String>) -> Response {
+    envelope::<()>(
+        Header {
+            is_successful: false,
+            result_code: code.code(),
+            result_message: message,
+            detail,
+        },
+        None,
+    )
+}
+
+/// The classification both NHN surfaces use: code, and the detail text
+/// that is safe to show (internal failures get a generic text; the real
+/// cause goes to the log).
+pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
+    use facegate_image::ImageError as I;
+    use facegate_store::StoreError as S;
+    match err {
+        ServiceError::InvalidParam(d) => (NhnCode::InvalidParam, Some(d.clone())),
+        ServiceError::Unauthorized => (NhnCode::UnauthorizedAppKey, None),
+        ServiceError::AlignedSize { .. } => (NhnCode::InvalidImageSize, Some(err.to_string())),
+        ServiceError::Image { source, .. } => {
+            let code = match source {
+                I::TooLarge { .. } | I::TooManyPixels { .. } => NhnCode::ImageTooLarge,
+                I::InvalidBase64(_) => NhnCode::InvalidImageParameter,
+                I::InvalidFormat | I::Decode(_) => NhnCode::InvalidImageFormat,
+                I::TooSmall { .. } => NhnCode::InvalidParam,
+                I::InvalidUrl(_) => NhnCode::InvalidImageUrl,
+                I::Timeout => NhnCode::ImageTimeout,
+                _ => NhnCode::InvalidParam,
+            };
+            (code, Some(source.to_string()))
+        }
+        ServiceError::Store(s) => match s {
+            S::InvalidGroupId => (NhnCode::InvalidGroupId, Some(s.to_string())),
+            S::InvalidExternalImageId | S::InvalidParam(_) | S::ModelVersionMismatch { .. } => {
+                (NhnCode::InvalidParam, Some(s.to_string()))
+            }
+            S::DuplicatedGroupId => (NhnCode::DuplicatedGroupId, None),
+            S::GroupNotFound => (NhnCode::NotFoundGroup, None),
+            S::FaceNotFound => (NhnCode::NotFoundFaceId, None),
+            // The reason names forgery vs expiry; clients get neither.
+            S::InvalidToken(_) => (NhnCode::InvalidToken, None),
+            S::QuotaExceeded { .. } => (NhnCode::QuotaExceeded, Some(s.to_string())),
+            _ => (NhnCode::InternalServerError, None),
+        },
+        ServiceError::NotReady => (NhnCode::InternalServerError, Some(err.to_string())),
+        ServiceError::Analyzer(_) | ServiceError::Internal(_) => {
+            (NhnCode::InternalServerError, None)
+        }
+    }
+}
+
+/// Logs what the client will not see.
+pub fn log_if_internal(code: NhnCode, err: &ServiceError) {
+    if code == NhnCode::InternalServerError {
+        tracing::error!(error = %err, "request failed");
+    } else {
+        tracing::debug!(code = code.code(), "request refused");
+    }
+}
+
+// ---- JSON shapes ---------------------------------------------------------
+
+/// `{url, bytes}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct WireImage {
+    /// `image.url`.
+    pub url: Option<String>,
+    /// `image.bytes`.
+    pub bytes: Option<String>,
+}
+
+impl WireImage {
+    /// Into a service input; `field` names the JSON field in errors.
+    pub fn into_input(self, field: &str) -> Result<ImageInput, ServiceError> {
+        ImageInput::from_fields(self.url, self.bytes, field)
+    }
+}
+
+/// A required image object.
+pub fn required_image(img: Option<WireImage>, field: &str) -> Result<ImageInput, ServiceError> {
+    img.ok_or_else(|| ServiceError::invalid(format!("{field} is required")))?
+        .into_input(field)
+}
+
+/// `bbox`.
+#[derive(Debug, Serialize)]
+pub struct WireBox {
+    x0: f32,
+    y0: f32,
+    x1: f32,
+    y1: f32,
+}
+
+impl From<BBox> for WireBox {
+    fn from(b: BBox) -> Self {
+        WireBox {
+            x0: b.x0,
+            y0: b.y0,
+            x1: b.x1,
+            y1: b.y1,
+        }
+    }
+}
+
+const LANDMARK_NAMES: [&str; 5] = ["leftEye", "rightEye", "nose", "leftLip", "rightLip"];
+
+/// One landmark.
+#[derive(Debug, Serialize)]
+pub struct WireLandmark {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    x: f32,
+    y: f32,
+}
+
+/// `orientation`.
+#[derive(Debug, Serialize)]
+pub struct WireOrientation {
+    x: f32,
+    y: f32,
+    z: f32,
+}
+
+/// A face detail (`faceDetails[]`, `sourceFace`, ...).
+#[derive(Debug, Serialize)]
+pub struct WireFaceDetail {
+    bbox: WireBox,
+    landmarks: Vec<WireLandmark>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orientation: Option<WireOrientation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spoofing: Option<bool>,
+    confidence: f32,
+}
+
+impl From<&FaceDetail> for WireFaceDetail {
+    fn from(d: &FaceDetail) -> Self {
+        WireFaceDetail {
+            bbox: d.bbox.into(),
+            landmarks: d
+                .landmarks
+                .iter()
+                .zip(LANDMARK_NAMES)
+                .map(|(p, kind)| WireLandmark {
+                    kind,
+                    x: p.x,
+                    y: p.y,
+                })
+                .collect(),
+            orientation: d.orientation.map(|(x, y, z)| WireOrientation { x, y, z }),
+            mask: d.mask,
+            spoofing: d.spoofing,
+            confidence: d.confidence,
+        }
+    }
+}
+
+/// A registered face (`addedFaces[]`, `faces[]`, `matchFaces[].face`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireFace {
+    face_id: String,
+    image_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_image_id: Option<String>,
+    bbox: WireBox,
+    confidence: f32,
+}
+
+impl From<&FaceRecord> for WireFace {
+    fn from(f: &FaceRecord) -> Self {
+        WireFace {
+            face_id: f.face_id.clone(),
+            image_id: f.image_id.clone(),
+            external_image_id: f.external_image_id.clone(),
+            bbox: f.bbox.into(),
+            confidence: f.confidence,
+        }
+    }
+}
+
+// ---- request parsing -----------------------------------------------------
+
+/// Parses a JSON body; any syntax or type error is InvalidParam.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's message names the field and position, not the data.
+        ServiceError::invalid(format!("malformed JSON body: {e}"))
+    })
+}
+
+/// Query parameters by name.
+pub type Query = HashMap<String, String>;
+
+/// An optional integer query parameter.
+pub fn query_int(q: &Query, name: &str) -> Result<Option<i64>, ServiceError> {
+    q.get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| ServiceError::invalid(format!("{name} must be an integer")))
+        })
+        .transpose()
+}
+
+/// An optional numeric query parameter.
+pub fn query_num(q: &Query, name: &str) -> Result<Option<f32>, ServiceError> {
+    q.get(name)
+        .map(|v| match v.trim().parse::<f32>() {
+            Ok(n) if n.is_finite() => Ok(n),
+            _ => Err(ServiceError::invalid(format!("{name} must be a number"))),
+        })
+        .transpose()
+}
+
+/// The face options common to detect/register/search/compare/verify.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireOptions {
+    /// Default true.
+    pub orientation: Option<bool>,
+    /// Default true.
+    pub mask: Option<bool>,
+    /// Default false.
+    pub spoofing: Option<bool>,
+    /// Default balanced.
+    pub spoofing_condition: Option<String>,
+}
+
+impl WireOptions {
+    /// Validated options.
+    pub fn parse(&self) -> Result<crate::service::FaceOptions, ServiceError> {
+        crate::service::FaceOptions::from_wire(
+            self.orientation,
+            self.mask,
+            self.spoofing,
+            self.spoofing_condition.as_deref(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_image::{ImageError, UrlError};
+    use facegate_store::StoreError;
+
+    #[test]
+    fn code_table_matches_the_contract() {
+        let expected = [
+            (0, "Success"),
+            (-40000, "InvalidParam"),
+            (-40010, "InvalidGroupID"),
+            (-40020, "DuplicatedGroupID"),
+            (-40030, "NotFoundGroupError"),
+            (-40040, "InvalidTokenError"),
+            (-40050, "NotFoundFaceIDError"),
+            (-40070, "ServiceQuotaExceededException"),
+            (40070, "ServiceQuotaExceededPartialSuccessException"),
+            (-41000, "UnauthorizedAppKey"),
+            (-41005, "UnauthorizedAppKeyOrSecretKey"),
+            (-45020, "ImageTooLargeException"),
+            (-45030, "InvalidImageParameterException"),
+            (-45040, "InvalidImageFormatException"),
+            (-45050, "InvalidImageURLException"),
+            (-45060, "ImageTimeoutError"),
+            (-45070, "InvalidImageSizeException"),
+            (-50000, "InternalServerError"),
+        ];
+        let got: Vec<(i32, &str)> = NhnCode::ALL.iter().map(|c| (c.code(), c.name())).collect();
+        assert_eq!(got, expected);
+    }
+
+    fn img(source: ImageError) -> ServiceError {
+        ServiceError::Image {
+            role: ImageRole::Image,
+            source,
+        }
+    }
+
+    #[test]
+    fn every_error_classifies() {
+        let cases: Vec<(ServiceError, NhnCode)> = vec![
+            (ServiceError::invalid("x"), NhnCode::InvalidParam),
+            (ServiceError::Unauthorized, NhnCode::UnauthorizedAppKey),
+            (
+                ServiceError::AlignedSize {
+                    expected: 224,
+                    width: 1,
+                    height: 1,
+                },
+                NhnCode::InvalidImageSize,
+            ),
+            (
+                img(ImageError::TooLarge { max_bytes: 1 }),
+                NhnCode::ImageTooLarge,
+            ),
+            (
+                img(ImageError::TooManyPixels {
+                    width: 1,
+                    height: 1,
+                    max_pixels: 1,
+                }),
+                NhnCode::ImageTooLarge,
+            ),
+            (
+                img(ImageError::InvalidBase64("x".into())),
+                NhnCode::InvalidImageParameter,
+            ),
+            (img(ImageError::InvalidFormat), NhnCode::InvalidImageFormat),
+            (
+                img(ImageError::Decode("x".into())),
+                NhnCode::InvalidImageFormat,
+            ),
+            (
+                img(ImageError::TooSmall {
+                    width: 1,
+                    height: 1,
+                    min_side: 80,
+                }),
+                NhnCode::InvalidParam,
+            ),
+            (
+                img(ImageError::InvalidUrl(UrlError::Scheme)),
+                NhnCode::InvalidImageUrl,
+            ),
+            (img(ImageError::Timeout), NhnCode::ImageTimeout),
+            (StoreError::InvalidGroupId.into(), NhnCode::InvalidGroupId),
+            (
+                StoreError::InvalidExternalImageId.into(),
+                NhnCode::InvalidParam,
+            ),
+            (
+                StoreError::InvalidParam("x".into()).into(),
+                NhnCode::InvalidParam,
+            ),
+            (
+                StoreError::DuplicatedGroupId.into(),
+                NhnCode::DuplicatedGroupId,
+            ),
+            (StoreError::GroupNotFound.into(), NhnCode::NotFoundGroup),
+            (StoreError::FaceNotFound.into(), NhnCode::NotFoundFaceId),
+            (
+                StoreError::InvalidToken("expired").into(),
+                NhnCode::InvalidToken,
+            ),
+            (
+                StoreError::QuotaExceeded {
+                    max_faces_per_group: 1,
+                }
+                .into(),
+                NhnCode::QuotaExceeded,
+            ),
+            (
+                StoreError::Corrupt("x".into()).into(),
+                NhnCode::InternalServerError,
+            ),
+            (ServiceError::NotReady, NhnCode::InternalServerError),
+            (
+                ServiceError::Internal("x".into()),
+                NhnCode::InternalServerError,
+            ),
+            (
+                crate::analyzer::AnalyzerError("x".into()).into(),
+                NhnCode::InternalServerError,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(classify(&err).0, code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn internal_details_and_token_reasons_stay_private() {
+        let (_, d) = classify(&ServiceError::Internal("secret path /x".into()));
+        assert_eq!(d, None);
+        let (_, d) = classify(&StoreError::InvalidToken("bad mac").into());
+        assert_eq!(d, None);
+    }
+
+    #[test]
+    fn compare_names_follow_the_seed() {
+        let names: Vec<String> = [
+            NhnCode::ImageTooLarge,
+            NhnCode::InvalidImageParameter,
+            NhnCode::InvalidImageFormat,
+            NhnCode::InvalidImageUrl,
+            NhnCode::ImageTimeout,
+        ]
+        .iter()
+        .map(|c| c.compare_name(ImageRole::Target))
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "ImageImageTooLargeException:Target",
+                "InvalidImageParameterException:Target",
+                "ImageInvalidImageFormatException:Target",
+                "ImageInvalidImageURLException:Target",
+                "ImageImageTimeoutError:Target",
+            ]
+        );
+        assert_eq!(
+            NhnCode::ImageTooLarge.compare_name(ImageRole::Source),
+            "ImageImageTooLargeException:Source"
+        );
+        assert_eq!(
+            NhnCode::ImageTooLarge.compare_name(ImageRole::Image),
+            "ImageTooLargeException"
+        );
+        assert_eq!(
+            NhnCode::InvalidParam.compare_name(ImageRole::Source),
+            "InvalidParam"
+        );
+    }
+
+    async fn body_of(r: Response) -> serde_json::Value {
+        assert_eq!(r.status(), StatusCode::OK);
+        let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn envelopes_are_http_200_with_header() {
+        let v = body_of(crate::surfaces::nhn_reco::to_wire(
+            &ServiceError::Unauthorized,
+        ))
+        .await;
+        assert_eq!(
+            v,
+            serde_json::json!({"header": {"isSuccessful": false, "resultCode": -41000,
+                                          "resultMessage": "UnauthorizedAppKey"}})
+        );
+        let v = body_of(crate::surfaces::nhn_liveness::to_wire(
+            &ServiceError::Unauthorized,
+        ))
+        .await;
+        assert_eq!(v["header"]["resultCode"], -41005);
+        assert_eq!(
+            v["header"]["resultMessage"],
+            "UnauthorizedAppKeyOrSecretKey"
+        );
+        let v = body_of(crate::surfaces::nhn_reco::to_wire(&ServiceError::Image {
+            role: ImageRole::Source,
+            source: ImageError::Timeout,
+        }))
+        .await;
+        assert_eq!(
+            v["header"]["resultMessage"],
+            "ImageImageTimeoutError:Source"
+        );
+        assert!(v["header"]["detail"].is_string());
+        let v = body_of(with_code(
+            NhnCode::QuotaExceededPartial,
+            serde_json::json!({"a": 1}),
+        ))
+        .await;
+        assert_eq!(v["header"]["isSuccessful"], true);
+        assert_eq!(v["header"]["resultCode"], 40070);
+        assert_eq!(v["data"]["a"], 1);
+        let v = body_of(ok_empty()).await;
+        assert_eq!(v["header"]["resultMessage"], "Success");
+        assert!(v.get("data").is_none());
+    }
+
+    #[test]
+    fn query_parsing() {
+        let mut q = Query::new();
+        q.insert("limit".into(), "12".into());
+        q.insert("threshold".into(), "nan".into());
+        q.insert("bad".into(), "1.5".into());
+        assert_eq!(query_int(&q, "limit").unwrap(), Some(12));
+        assert_eq!(query_int(&q, "missing").unwrap(), None);
+        assert!(query_int(&q, "bad").is_err());
+        assert!(query_num(&q, "threshold").is_err());
+        assert_eq!(query_num(&q, "bad").unwrap(), Some(1.5));
+    }
+}

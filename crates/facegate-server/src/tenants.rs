@@ -1,0 +1,186 @@
+//! Tenant authentication, and the `facegate tenants` file edits.
+//!
+//! Every lookup compares against every tenant's keys in constant time and
+//! without early exit, so response timing reveals neither which key bytes
+//! matched nor which tenant a key belongs to.
+
+use std::path::Path;
+
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::config::{write_private, Config, TenantConfig};
+use crate::error::ConfigError;
+
+/// Constant-time equality of two byte strings. Lengths are not secret
+/// (keys are fixed-length by convention), contents are.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+/// The configured tenants, as the request path needs them.
+#[derive(Debug, Clone, Default)]
+pub struct Tenants {
+    tenants: Vec<TenantConfig>,
+}
+
+impl Tenants {
+    /// Wraps the configured tenants.
+    pub fn new(tenants: Vec<TenantConfig>) -> Self {
+        Tenants { tenants }
+    }
+
+    /// Number of tenants.
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// True with no tenants (then every request is refused).
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    fn find(&self, matches: impl Fn(&TenantConfig) -> subtle::Choice) -> Option<&str> {
+        let mut found = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, t) in self.tenants.iter().enumerate() {
+            let m = matches(t);
+            index = u64::conditional_select(&index, &(i as u64), m & !found);
+            found |= m;
+        }
+        bool::from(found).then(|| self.tenants[index as usize].app_key.as_str())
+    }
+
+    fn pair(t: &TenantConfig, app_key: &str, key: &str, stored: &str) -> subtle::Choice {
+        t.app_key.as_bytes().ct_eq(app_key.as_bytes()) & stored.as_bytes().ct_eq(key.as_bytes())
+    }
+
+    /// The tenant (its appKey) for a Face Recognition Plus request.
+    pub fn by_face_api_key(&self, app_key: &str, api_key: &str) -> Option<&str> {
+        self.find(|t| Self::pair(t, app_key, api_key, &t.face_api_key))
+    }
+
+    /// The tenant for an NHN Face Liveness request.
+    pub fn by_liveness_secret(&self, app_key: &str, secret: &str) -> Option<&str> {
+        self.find(|t| Self::pair(t, app_key, secret, &t.liveness_secret_key))
+    }
+
+    /// The tenant for an Argos request (the key alone names it).
+    pub fn by_argos_key(&self, api_key: &str) -> Option<&str> {
+        self.find(|t| t.argos_api_key.as_bytes().ct_eq(api_key.as_bytes()))
+    }
+}
+
+fn edit_config(
+    path: &Path,
+    edit: impl FnOnce(&mut Vec<TenantConfig>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    // Parse without environment overrides: they must not be baked into
+    // the file.
+    let mut config = Config::from_toml_str(&text, &|_| None)?;
+    edit(&mut config.tenants)?;
+    config.validate()?;
+    write_private(path, &config.to_toml_string()?)
+}
+
+/// Adds a tenant with random keys to the config file at `path` and returns
+/// it (the caller shows the keys once). Fails if `app_key` exists.
+pub fn add_tenant(path: &Path, app_key: Option<String>) -> Result<TenantConfig, ConfigError> {
+    let tenant = TenantConfig::generate(app_key)?;
+    let added = tenant.clone();
+    edit_config(path, |tenants| {
+        if tenants.iter().any(|t| t.app_key == added.app_key) {
+            return Err(ConfigError::Invalid(format!(
+                "tenant {} already exists",
+                added.app_key
+            )));
+        }
+        tenants.push(added);
+        Ok(())
+    })?;
+    Ok(tenant)
+}
+
+/// The appKeys configured in the file at `path` (keys are not listed).
+pub fn list_tenants(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let config = Config::load(path)?;
+    Ok(config.tenants.into_iter().map(|t| t.app_key).collect())
+}
+
+/// Removes the tenant `app_key` from the config file. Its groups stay in
+/// the database (re-adding the appKey makes them reachable again).
+pub fn remove_tenant(path: &Path, app_key: &str) -> Result<(), ConfigError> {
+    edit_config(path, |tenants| {
+        let before = tenants.len();
+        tenants.retain(|t| t.app_key != app_key);
+        if tenants.len() == before {
+            return Err(ConfigError::Invalid(format!("no tenant {app_key}")));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(app: &str, k: &str) -> TenantConfig {
+        TenantConfig {
+            app_key: app.into(),
+            face_api_key: format!("{k}-face"),
+            liveness_secret_key: format!("{k}-live"),
+            argos_api_key: format!("{k}-argos"),
+        }
+    }
+
+    #[test]
+    fn lookups_need_both_app_key_and_key() {
+        let ts = Tenants::new(vec![t("a", "ka"), t("b", "kb")]);
+        assert_eq!(ts.by_face_api_key("a", "ka-face"), Some("a"));
+        assert_eq!(ts.by_face_api_key("b", "kb-face"), Some("b"));
+        assert_eq!(ts.by_face_api_key("a", "kb-face"), None);
+        assert_eq!(ts.by_face_api_key("a", "ka-live"), None);
+        assert_eq!(ts.by_face_api_key("c", "ka-face"), None);
+        assert_eq!(ts.by_liveness_secret("b", "kb-live"), Some("b"));
+        assert_eq!(ts.by_liveness_secret("b", "kb-face"), None);
+        assert_eq!(ts.by_argos_key("kb-argos"), Some("b"));
+        assert_eq!(ts.by_argos_key("kb-argo"), None);
+        assert_eq!(ts.by_argos_key(""), None);
+    }
+
+    #[test]
+    fn ct_eq_works() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn add_list_remove_edit_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n").unwrap();
+        let a = add_tenant(&path, Some("one".into())).unwrap();
+        assert_eq!(a.app_key, "one");
+        assert!(add_tenant(&path, Some("one".into())).is_err());
+        let b = add_tenant(&path, None).unwrap();
+        assert_eq!(
+            list_tenants(&path).unwrap(),
+            vec!["one".to_string(), b.app_key.clone()]
+        );
+        remove_tenant(&path, "one").unwrap();
+        assert!(remove_tenant(&path, "one").is_err());
+        let c = Config::from_toml_str(&std::fs::read_to_string(&path).unwrap(), &|_| None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.tenants, vec![b]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! From embedding cosine to the API's 0–100 similarity.
+//!
+//! The mapping is piecewise linear through measured anchor points, so it is
+//! strictly monotonic and a similarity threshold is a cosine threshold with a
+//! known false-accept rate. The anchors come from `examples/calibrate.rs`
+//! (impostor and genuine pairs of real photos; numbers in docs/models.md):
+//!
+//! | similarity | meaning |
+//! | --- | --- |
+//! | 90 | strict operating point: false-accept rate about 1e-4 |
+//! | 80 | balanced operating point: false-accept rate about 1e-3 |
+//! | 50 | median of unrelated people lies below this |
+//! | 100 | identical embeddings |
+
+/// (cosine, similarity) anchors, strictly increasing in both.
+pub const ANCHORS: [(f32, f32); 7] = [
+    (-1.0, 0.0),
+    (0.5, 10.0),
+    (0.8, 30.0),
+    (0.9, 50.0),
+    (0.934, 80.0),
+    (0.945, 90.0),
+    (1.0, 100.0),
+];
+
+/// Similarity in [0, 100] for a cosine in [-1, 1] (clamped).
+pub fn similarity(cosine: f32) -> f32 {
+    interpolate(cosine.clamp(-1.0, 1.0), |a| a.0, |a| a.1)
+}
+
+/// The cosine whose similarity is `similarity` (clamped to [0, 100]); the
+/// inverse of [`similarity`].
+pub fn cosine_for_similarity(similarity: f32) -> f32 {
+    interpolate(similarity.clamp(0.0, 100.0), |a| a.1, |a| a.0)
+}
+
+fn interpolate(x: f32, from: impl Fn(&(f32, f32)) -> f32, to: impl Fn(&(f32, f32)) -> f32) -> f32 {
+    if x.is_nan() {
+        return to(&ANCHORS[0]);
+    }
+    for pair in ANCHORS.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if x <= from(b) {
+            let t = (x - from(a)) / (from(b) - from(a));
+            return to(a) + t * (to(b) - to(a));
+        }
+    }
+    to(&ANCHORS[ANCHORS.len() - 1])
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn l2_normalize(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        vec![0.0; v.len()]
+    }
+}
+
+/// Cosine of two L2-normalised vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_is_monotonic_and_invertible() {
+        let mut last = -1.0;
+        for i in 0..=2000 {
+            let c = -1.0 + i as f32 / 1000.0;
+            let s = similarity(c);
+            assert!((0.0..=100.0).contains(&s));
+            assert!(s >= last);
+            last = s;
+            assert!((cosine_for_similarity(s) - c).abs() < 1e-4, "{c} -> {s}");
+        }
+        assert_eq!(similarity(1.0), 100.0);
+        assert_eq!(similarity(f32::NAN), 0.0);
+    }
+
+    #[test]
+    fn normalizes() {
+        let v = l2_normalize(&[3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(l2_normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}

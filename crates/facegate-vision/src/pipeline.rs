@@ -1,0 +1,391 @@
+//! The per-image pipeline: detect → landmarks → pose → align → embed →
+//! liveness → mask, over the models of one model directory.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::detect::{Detection, Detector, DetectorOptions};
+use crate::error::{Result, VisionError};
+use crate::files;
+use crate::geometry::{BoxF, FivePoints, Point};
+use crate::landmarks::{Rect, ShapePredictor};
+use crate::mask::MaskClassifier;
+use crate::pose::{self, Pose};
+use crate::runtime::{Backend, Model, Runtime, RuntimeConfig, RuntimeKind};
+use crate::spoof::{self, BoxXYWH, SpoofCondition, SpoofVerdict};
+use crate::{align, calibration};
+
+/// Side of dlib's aligned face chip, the embedder's input.
+const EMBED_CHIP: u32 = 150;
+/// Faces wider than this are downscaled before landmarking and alignment.
+const MAX_ALIGN_FACE: f32 = 200.0;
+
+/// The box dlib's shape predictor was trained on (its HOG detector's): a
+/// square about as wide as YuNet's box, centred a little lower because YuNet's
+/// box also covers the forehead. Fitted on the six faces of t1.jpg.
+fn dlib_box(b: &BoxF) -> Rect {
+    let side = b.width();
+    let (cx, cy) = (b.center().0, b.center().1 + 0.065 * b.height());
+    Rect {
+        left: (cx - side / 2.0).round(),
+        top: (cy - side / 2.0).round(),
+        right: (cx + side / 2.0).round() - 1.0,
+        bottom: (cy + side / 2.0).round() - 1.0,
+    }
+}
+
+/// For a face wider than [`MAX_ALIGN_FACE`]: a downscaled copy of the region
+/// around it, the region's top-left corner and the scale factor. For smaller
+/// faces: no copy, offset 0 and factor 1.
+fn face_region(image: &RgbImage, b: &BoxF) -> (Option<RgbImage>, (f32, f32), f32) {
+    if b.width() <= MAX_ALIGN_FACE {
+        return (None, (0.0, 0.0), 1.0);
+    }
+    let factor = MAX_ALIGN_FACE / b.width();
+    let (cx, cy) = b.center();
+    let half = b.width().max(b.height()) * 1.5;
+    let (w, h) = image.dimensions();
+    let x0 = (cx - half).max(0.0).floor() as u32;
+    let y0 = (cy - half).max(0.0).floor() as u32;
+    let x1 = ((cx + half).ceil() as u32).min(w);
+    let y1 = ((cy + half).ceil() as u32).min(h);
+    let crop = image::imageops::crop_imm(
+        image,
+        x0,
+        y0,
+        x1.saturating_sub(x0).max(1),
+        y1.saturating_sub(y0).max(1),
+    )
+    .to_image();
+    let (nw, nh) = (
+        ((crop.width() as f32 * factor).round() as u32).max(1),
+        ((crop.height() as f32 * factor).round() as u32).max(1),
+    );
+    let scaled = image::imageops::resize(&crop, nw, nh, image::imageops::FilterType::Triangle);
+    (Some(scaled), (x0 as f32, y0 as f32), factor)
+}
+
+/// dlib's five points for one face, and the (possibly downscaled) region of
+/// the image they refer to.
+struct Aligned {
+    region: Option<RgbImage>,
+    offset: (f32, f32),
+    factor: f32,
+    /// Outer and inner corner of the image-right eye, of the image-left eye,
+    /// then the nose base, in region pixels.
+    shape: Vec<(f64, f64)>,
+}
+
+impl Aligned {
+    fn to_image(&self, (x, y): (f64, f64)) -> Point {
+        Point {
+            x: x as f32 / self.factor + self.offset.0,
+            y: y as f32 / self.factor + self.offset.1,
+        }
+    }
+
+    /// The detector's landmarks with the eyes replaced by the centres of
+    /// dlib's eye corners, which are more precise and follow rotation.
+    fn refined_landmarks(&self, detected: &FivePoints) -> FivePoints {
+        let [a, b, c, d, ..] = self.shape[..] else {
+            return *detected;
+        };
+        let mid =
+            |p: (f64, f64), q: (f64, f64)| self.to_image(((p.0 + q.0) / 2.0, (p.1 + q.1) / 2.0));
+        FivePoints {
+            left_eye: mid(c, d),
+            right_eye: mid(a, b),
+            ..*detected
+        }
+    }
+}
+
+/// Angle of the line from the left to the right eye, degrees, clockwise
+/// positive (image y points down).
+fn eye_line_degrees(l: &FivePoints) -> f32 {
+    (l.right_eye.y - l.left_eye.y)
+        .atan2(l.right_eye.x - l.left_eye.x)
+        .to_degrees()
+}
+
+/// How to build an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub model_dir: PathBuf,
+    pub runtime: RuntimeKind,
+    pub detector: DetectorOptions,
+}
+
+impl EngineOptions {
+    pub fn new(model_dir: impl Into<PathBuf>, runtime: RuntimeKind) -> Self {
+        Self {
+            model_dir: model_dir.into(),
+            runtime,
+            detector: DetectorOptions::default(),
+        }
+    }
+}
+
+/// Which optional stages to run for each face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyzeOptions {
+    pub embedding: bool,
+    pub orientation: bool,
+    pub mask: bool,
+    /// Liveness at the given sensitivity, or none.
+    pub spoofing: Option<SpoofCondition>,
+}
+
+impl Default for AnalyzeOptions {
+    /// The API's defaults: orientation and mask on, spoofing off, no embedding.
+    fn default() -> Self {
+        Self {
+            embedding: false,
+            orientation: true,
+            mask: true,
+            spoofing: None,
+        }
+    }
+}
+
+/// Everything the engine found out about one face.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaceAnalysis {
+    /// Box in pixels of the analysed image.
+    pub bbox: BoxF,
+    /// Landmarks in anatomical order (see [`FivePoints`]).
+    pub landmarks: FivePoints,
+    /// Detection confidence in [0, 1].
+    pub confidence: f32,
+    pub pose: Option<Pose>,
+    pub mask: Option<bool>,
+    pub spoof: Option<SpoofVerdict>,
+    /// L2-normalised embedding.
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// The loaded models; cheap to share (`Arc` it), safe across threads.
+#[derive(Debug)]
+pub struct Engine {
+    runtime: Runtime,
+    detector: Detector,
+    shape_predictor: ShapePredictor,
+    embedder: Model,
+    spoof_v2: Model,
+    spoof_v1se: Model,
+    mask: MaskClassifier,
+}
+
+fn read_model(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => VisionError::MissingModel(path.display().to_string()),
+        _ => VisionError::Io(e),
+    })
+}
+
+impl Engine {
+    /// Loads every model from `options.model_dir` on the configured runtime.
+    pub fn load(options: &EngineOptions) -> Result<Self> {
+        let runtime = Runtime::new(&RuntimeConfig::for_model_dir(
+            options.runtime,
+            &options.model_dir,
+        ))?;
+        Self::load_on(runtime, &options.model_dir, options.detector.clone())
+    }
+
+    /// Loads every model from `dir` on a given runtime.
+    pub fn load_on(runtime: Runtime, dir: &Path, detector: DetectorOptions) -> Result<Self> {
+        let detector = Detector::load(&runtime, &read_model(dir, files::DETECTOR)?, detector)?;
+        let shape_predictor = ShapePredictor::from_bytes(&read_model(dir, files::LANDMARKS)?)
+            .map_err(|e| VisionError::InvalidModel(format!("{}: {e}", files::LANDMARKS)))?;
+        let chip = EMBED_CHIP as usize;
+        let embedder = runtime.load(
+            files::EMBEDDER,
+            &read_model(dir, files::EMBEDDER)?,
+            [1, 3, chip, chip],
+        )?;
+        let side = spoof::INPUT_SIZE as usize;
+        let spoof_v2 = runtime.load(
+            files::SPOOF_V2,
+            &read_model(dir, files::SPOOF_V2)?,
+            [1, 3, side, side],
+        )?;
+        let spoof_v1se = runtime.load(
+            files::SPOOF_V1SE,
+            &read_model(dir, files::SPOOF_V1SE)?,
+            [1, 3, side, side],
+        )?;
+        Ok(Self {
+            runtime,
+            detector,
+            shape_predictor,
+            embedder,
+            spoof_v2,
+            spoof_v1se,
+            mask: MaskClassifier::embedded()
+                .map_err(|e| VisionError::InvalidModel(format!("mask weights: {e}")))?,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.runtime.backend()
+    }
+
+    /// Version of the embedding model; stored with every registered face.
+    pub fn model_version(&self) -> &'static str {
+        files::EMBEDDER_VERSION
+    }
+
+    /// Detects faces (largest first) and runs the requested stages on each.
+    pub fn analyze(&self, image: &RgbImage, options: &AnalyzeOptions) -> Result<Vec<FaceAnalysis>> {
+        let detections = self.detector.detect(image)?;
+        detections
+            .into_iter()
+            .map(|d| self.analyze_face(image, d, options))
+            .collect()
+    }
+
+    /// Detection only: boxes, landmarks and confidence, largest first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        self.detector.detect(image)
+    }
+
+    fn analyze_face(
+        &self,
+        image: &RgbImage,
+        d: Detection,
+        options: &AnalyzeOptions,
+    ) -> Result<FaceAnalysis> {
+        let aligned = self.align(image, &d);
+        let landmarks = aligned.refined_landmarks(&d.landmarks);
+        let embedding = if options.embedding {
+            Some(self.embed_aligned(&aligned, image)?)
+        } else {
+            None
+        };
+        let spoof = match options.spoofing {
+            Some(condition) => Some(self.spoof(image, &d.bbox, condition)?),
+            None => None,
+        };
+        let pose = if options.orientation {
+            // YuNet's landmarks give a self-consistent 3-D fit for yaw and
+            // pitch but are biased towards upright faces; dlib's cascade
+            // follows in-plane rotation, so roll is its eye line.
+            pose::estimate(&d.landmarks).map(|p| Pose {
+                roll: eye_line_degrees(&landmarks),
+                ..p
+            })
+        } else {
+            None
+        };
+        let mask = if options.mask {
+            Some(
+                self.mask
+                    .predict(image, &d)
+                    .map_err(|e| VisionError::InvalidInput(format!("mask: {e}")))?
+                    .is_masked(),
+            )
+        } else {
+            None
+        };
+        Ok(FaceAnalysis {
+            pose,
+            mask,
+            spoof,
+            embedding,
+            bbox: d.bbox,
+            landmarks,
+            confidence: d.score,
+        })
+    }
+
+    /// Runs dlib's shape predictor on the face, on a downscaled region when
+    /// the face is large (dlib shrinks big faces with an image pyramid
+    /// before cutting the 150 px chip; sampling them directly would alias).
+    fn align(&self, image: &RgbImage, d: &Detection) -> Aligned {
+        let (region, offset, factor) = face_region(image, &d.bbox);
+        let local = BoxF {
+            x0: (d.bbox.x0 - offset.0) * factor,
+            y0: (d.bbox.y0 - offset.1) * factor,
+            x1: (d.bbox.x1 - offset.0) * factor,
+            y1: (d.bbox.y1 - offset.1) * factor,
+        };
+        let shape = self
+            .shape_predictor
+            .predict_f64(region.as_ref().unwrap_or(image), dlib_box(&local));
+        Aligned {
+            region,
+            offset,
+            factor,
+            shape,
+        }
+    }
+
+    /// L2-normalised embedding of a detected face.
+    pub fn embed(&self, image: &RgbImage, d: &Detection) -> Result<Vec<f32>> {
+        self.embed_aligned(&self.align(image, d), image)
+    }
+
+    fn embed_aligned(&self, aligned: &Aligned, image: &RgbImage) -> Result<Vec<f32>> {
+        // dlib cuts its chip from landmarks rounded to whole pixels.
+        let rounded: Vec<(f32, f32)> = aligned
+            .shape
+            .iter()
+            .map(|&(x, y)| ((x + 0.5).floor() as f32, (y + 0.5).floor() as f32))
+            .collect();
+        let chip = align::face_chip(aligned.region.as_ref().unwrap_or(image), &rounded)
+            .map_err(|e| VisionError::InvalidInput(format!("alignment: {e}")))?;
+        let out = self.embedder.run(&align::rgb_nchw(&chip))?;
+        let raw = out
+            .first()
+            .ok_or_else(|| VisionError::InvalidModel("embedder has no output".into()))?;
+        Ok(calibration::l2_normalize(&raw.data))
+    }
+
+    /// Fused MiniFASNet V2 + V1SE liveness on a detected face.
+    pub fn spoof(
+        &self,
+        image: &RgbImage,
+        face: &BoxF,
+        condition: SpoofCondition,
+    ) -> Result<SpoofVerdict> {
+        let mut real = 0.0;
+        for (model, scale) in [(&self.spoof_v2, 2.7), (&self.spoof_v1se, 4.0)] {
+            let xywh = BoxXYWH {
+                x: face.x0,
+                y: face.y0,
+                w: face.width(),
+                h: face.height(),
+            };
+            let input = spoof::liveness_crop(image, xywh, scale, spoof::INPUT_SIZE);
+            let probs = model.run(&input)?;
+            let p = probs
+                .first()
+                .and_then(|t| t.data.get(1))
+                .ok_or_else(|| VisionError::InvalidModel("liveness output".into()))?;
+            real += p / 2.0;
+        }
+        Ok(SpoofVerdict::new(real, condition))
+    }
+
+    /// Liveness of an already aligned, tight face crop (the API's
+    /// `aligned: true`): the whole crop is the face box.
+    pub fn spoof_aligned(
+        &self,
+        crop: &RgbImage,
+        condition: SpoofCondition,
+    ) -> Result<SpoofVerdict> {
+        let (w, h) = crop.dimensions();
+        let face = BoxF {
+            x0: 0.0,
+            y0: 0.0,
+            x1: w as f32,
+            y1: h as f32,
+        };
+        self.spoof(crop, &face, condition)
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: fetch the test photos, provision
+# the models (from ../shared/models when it is there, else upstream), then run
+# every test of the workspace against the real models.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+export FACEGATE_TEST_ASSETS="${FACEGATE_TEST_ASSETS:-$root/target/test-assets}"
+export FACEGATE_MODEL_DIR="${FACEGATE_MODEL_DIR:-$root/target/test-models}"
+mirror="${FACEGATE_MODEL_MIRROR:-$root/../shared/models}"
+
+scripts/fetch-test-assets.sh
+mirror_args=()
+[ -d "$mirror" ] && mirror_args=(--mirror "$mirror")
+cargo run --quiet -p facegate -- models install --dir "$FACEGATE_MODEL_DIR" "${mirror_args[@]}"
+cargo test --workspace "$@"

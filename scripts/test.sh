@@ -14,4 +14,12 @@ scripts/fetch-test-assets.sh
 mirror_args=()
 [ -d "$mirror" ] && mirror_args=(--mirror "$mirror")
 cargo run --quiet -p facegate -- models install --dir "$FACEGATE_MODEL_DIR" "${mirror_args[@]}"
-cargo test --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"

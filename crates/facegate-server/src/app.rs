@@ -143,7 +143,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %redact_app_key(req.uri().path()),
     );
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -158,6 +158,18 @@ async fn request_context(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The path with the `{appKey}` segment blanked: logs identify routes, not
+/// tenants' credentials.
+fn redact_app_key(path: &str) -> String {
+    match path.split_once("/appkeys/") {
+        Some((head, rest)) => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("{head}/appkeys/{{appKey}}{tail}")
+        }
+        None => path.to_string(),
+    }
 }
 
 /// Unknown routes and methods get each surface's error format, not the
@@ -290,7 +302,10 @@ fn open_service(
         analyzer,
         Arc::new(gallery),
         ServiceOptions {
-            limits: Limits::default(),
+            limits: Limits {
+                max_pixels: config.max_image_pixels,
+                ..Limits::default()
+            },
             fetch: FetchPolicy {
                 allow_private: config.allow_private_urls,
                 timeout: options.fetch_timeout,
@@ -414,3 +429,22 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
 
 /// Exposes the NHN code table for tests and docs.
 pub use nhn_common::NhnCode;
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn app_keys_never_reach_the_log() {
+        assert_eq!(
+            super::redact_app_key("/nhn-face-reco/v1.0/appkeys/s3cret/groups/g"),
+            "/nhn-face-reco/v1.0/appkeys/{appKey}/groups/g"
+        );
+        assert_eq!(
+            super::redact_app_key("/v1.0/appkeys/k"),
+            "/v1.0/appkeys/{appKey}"
+        );
+        assert_eq!(
+            super::redact_app_key("/modules/liveness"),
+            "/modules/liveness"
+        );
+    }
+}

@@ -31,6 +31,7 @@ const SCALAR_KEYS: &[&str] = &[
     "runtime",
     "allow_private_urls",
     "max_faces_per_group",
+    "max_image_pixels",
 ];
 
 /// Which inference runtime to use (`runtime = "auto"`).
@@ -114,11 +115,17 @@ pub struct Config {
     /// Face quota of one group.
     #[serde(default = "default_max_faces")]
     pub max_faces_per_group: u64,
+    /// Images whose header declares more pixels are refused before decoding.
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
+fn default_max_image_pixels() -> u64 {
+    facegate_image::Limits::default().max_pixels
+}
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
 }
@@ -140,6 +147,7 @@ impl Default for Config {
             runtime: RuntimeSetting::Auto,
             allow_private_urls: false,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
+            max_image_pixels: default_max_image_pixels(),
             tenants: Vec::new(),
         }
     }
@@ -198,6 +206,11 @@ impl Config {
         self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
             ConfigError::Invalid(format!("listen {:?} is not ip:port", self.listen))
         })?;
+        if self.max_image_pixels == 0 {
+            return Err(ConfigError::Invalid(
+                "max_image_pixels must be at least 1".into(),
+            ));
+        }
         if self.max_faces_per_group == 0 {
             return Err(ConfigError::Invalid(
                 "max_faces_per_group must be at least 1".into(),
@@ -266,7 +279,7 @@ fn apply_env(
                 "false" | "0" | "no" => false,
                 _ => return Err(ConfigError::Invalid(format!("{var} must be true or false"))),
             }),
-            "max_faces_per_group" => {
+            "max_faces_per_group" | "max_image_pixels" => {
                 let n: i64 = raw
                     .trim()
                     .parse()

@@ -320,6 +320,19 @@ impl Service {
         self.analyzer.model_version()
     }
 
+    /// A group keeps the embedding model it was created with; vectors of
+    /// another model are not comparable with its faces.
+    fn ensure_same_model(&self, group_id: &str, group_model: &str) -> Result<()> {
+        let current = self.model_version();
+        if group_model == current {
+            Ok(())
+        } else {
+            Err(ServiceError::invalid(format!(
+                "group {group_id} holds faces of model {group_model}; this server runs {current}"
+            )))
+        }
+    }
+
     /// Runs CPU-heavy work on the blocking pool, at most `cpu_slots` at once.
     async fn cpu<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let permit = self
@@ -350,7 +363,16 @@ impl Service {
 
     /// Loads and decodes an image; errors name `role`.
     pub async fn load_image(&self, input: ImageInput, role: ImageRole) -> Result<RgbImage> {
-        let limits = self.options.limits;
+        self.load_image_within(input, role, self.options.limits)
+            .await
+    }
+
+    async fn load_image_within(
+        &self,
+        input: ImageInput,
+        role: ImageRole,
+        limits: facegate_image::Limits,
+    ) -> Result<RgbImage> {
         let err = move |source: ImageError| ServiceError::Image { role, source };
         let input = match input {
             // Download on the async side; everything else is CPU work.
@@ -517,7 +539,8 @@ impl Service {
                 embedding,
             });
         }
-        let model_version = group.model_version.clone();
+        self.ensure_same_model(group_id, &group.model_version)?;
+        let model_version = self.model_version();
         let request = NewFaces {
             external_image_id,
             model_version: model_version.clone(),
@@ -613,6 +636,8 @@ impl Service {
         threshold: Option<f32>,
     ) -> Result<Vec<FaceMatch>> {
         let (limit, threshold) = search_params(limit, threshold)?;
+        let group = self.get_group(tenant, group_id).await?;
+        self.ensure_same_model(group_id, &group.model_version)?;
         let (t, g, f) = (
             tenant.to_string(),
             group_id.to_string(),
@@ -642,6 +667,7 @@ impl Service {
     ) -> Result<SearchOutcome> {
         let (limit, threshold) = search_params(limit, threshold)?;
         let group = self.get_group(tenant, group_id).await?;
+        self.ensure_same_model(group_id, &group.model_version)?;
         let (faces, w, h) = self
             .load_and_analyze(image, ImageRole::Image, opts.request(true))
             .await?;
@@ -721,6 +747,7 @@ impl Service {
         let (record, registered) = self
             .store(move |gal| Ok((gal.get_face(&t, &g, &f)?, gal.embedding_of(&t, &g, &f)?)))
             .await?;
+        self.ensure_same_model(group_id, &record.model_version)?;
         let (faces, w, h) = self
             .load_and_analyze(image, ImageRole::Image, opts.request(true))
             .await?;
@@ -741,7 +768,19 @@ impl Service {
         aligned: bool,
         condition: SpoofingCondition,
     ) -> Result<Vec<FaceDetail>> {
-        let image = self.load_image(image, ImageRole::Image).await?;
+        // An aligned crop of the wrong size is -45070 whatever its size, so
+        // the general 80 px minimum does not apply before that check.
+        let limits = if aligned {
+            facegate_image::Limits {
+                min_side: 1,
+                ..self.options.limits
+            }
+        } else {
+            self.options.limits
+        };
+        let image = self
+            .load_image_within(image, ImageRole::Image, limits)
+            .await?;
         let (w, h) = image.dimensions();
         if aligned {
             if (w, h) != (ALIGNED_SIDE, ALIGNED_SIDE) {

@@ -325,6 +325,13 @@ impl Engine {
         }
     }
 
+    /// dlib's five points for a detected face (outer and inner corner of the
+    /// image-right eye, of the image-left eye, nose base), image pixels.
+    pub fn dlib_landmarks(&self, image: &RgbImage, d: &Detection) -> Vec<Point> {
+        let aligned = self.align(image, d);
+        aligned.shape.iter().map(|&p| aligned.to_image(p)).collect()
+    }
+
     /// L2-normalised embedding of a detected face.
     pub fn embed(&self, image: &RgbImage, d: &Detection) -> Result<Vec<f32>> {
         self.embed_aligned(&self.align(image, d), image)

@@ -226,7 +226,17 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
                 I::Timeout => NhnCode::ImageTimeout,
                 _ => NhnCode::InvalidParam,
             };
-            (code, Some(source.to_string()))
+            // URL failures get one generic detail: the precise reason (say,
+            // which private address a host resolved to) would help map the
+            // operator's network.
+            let detail = match source {
+                I::InvalidUrl(_) => {
+                    tracing::debug!(reason = %source, "image URL refused");
+                    "the image URL is not allowed or could not be fetched".to_string()
+                }
+                _ => source.to_string(),
+            };
+            (code, Some(detail))
         }
         ServiceError::Store(s) => match s {
             S::InvalidGroupId => (NhnCode::InvalidGroupId, Some(s.to_string())),
@@ -385,8 +395,18 @@ impl From<&FaceRecord> for WireFace {
 /// Parses a JSON body; any syntax or type error is InvalidParam.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     serde_json::from_slice(body).map_err(|e| {
-        // serde_json's message names the field and position, not the data.
-        ServiceError::invalid(format!("malformed JSON body: {e}"))
+        // Only the kind and position: serde_json's own message can quote the
+        // offending value, which may be image data.
+        let kind = match e.classify() {
+            serde_json::error::Category::Data => "a field has the wrong type or value",
+            serde_json::error::Category::Eof => "the body ends too early",
+            _ => "the body is not valid JSON",
+        };
+        ServiceError::invalid(format!(
+            "malformed JSON body: {kind} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })
 }
 

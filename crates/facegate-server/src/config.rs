@@ -309,11 +309,12 @@ pub fn default_config_path() -> PathBuf {
         .join(DEFAULT_CONFIG_FILE_NAME)
 }
 
-/// The configuration in force without creating anything: `explicit`
-/// (must exist), else the default config file if present, else the
-/// defaults with environment overrides.
+/// The configuration in force without creating anything: `explicit` or
+/// `FACEGATE_CONFIG` (must exist), else the default config file if present,
+/// else the defaults with environment overrides.
 pub fn resolve(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-    if let Some(path) = explicit {
+    let from_env = std::env::var_os("FACEGATE_CONFIG").map(PathBuf::from);
+    if let Some(path) = explicit.or(from_env.as_deref()) {
         return Config::load(path);
     }
     let path = default_config_path();

@@ -183,6 +183,25 @@ impl FaceDetail {
     }
 }
 
+/// The face details `/detect` reports for an already decoded image, and the
+/// faces' embeddings when `embedding` is set (for `facegate detect` and
+/// `facegate compare`, which run without a server).
+pub fn analyze_offline(
+    analyzer: &dyn FaceAnalyzer,
+    image: &RgbImage,
+    opts: FaceOptions,
+    embedding: bool,
+) -> Result<Vec<(FaceDetail, Option<Vec<f32>>)>> {
+    let mut faces = analyzer.analyze(image, &opts.request(embedding))?;
+    largest_first(&mut faces);
+    faces.truncate(20);
+    let (w, h) = image.dimensions();
+    Ok(faces
+        .into_iter()
+        .map(|f| (FaceDetail::from_analysis(&f, w, h, opts), f.embedding))
+        .collect())
+}
+
 /// A registered face with its similarity to the query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaceMatch {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use facegate_models::provision::{self, InstallOptions};
 use facegate_server::config::{resolve, TenantConfig};
-use facegate_vision::spoof::SpoofCondition;
+use facegate_server::SpoofingCondition as SpoofCondition;
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -218,21 +218,11 @@ fn run(cli: Cli) -> CmdResult {
                 (true, None) => Some(SpoofCondition::Balanced),
                 (false, None) => None,
             };
-            vision_cmds::detect(
-                &config.model_dir(),
-                facegate_server::engine::runtime_kind(config.runtime),
-                &images,
-                condition,
-            )
+            vision_cmds::detect(&config.model_dir(), config.runtime, &images, condition)
         }
         Command::Compare { image_a, image_b } => {
             let config = resolve(None)?;
-            vision_cmds::compare(
-                &config.model_dir(),
-                facegate_server::engine::runtime_kind(config.runtime),
-                &image_a,
-                &image_b,
-            )
+            vision_cmds::compare(&config.model_dir(), config.runtime, &image_a, &image_b)
         }
         Command::Tenants { config, command } => {
             let path = config_path(config)?;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::error::{Result, StoreError};
 use crate::index::{normalize, GroupIndex, SearchHit};
 use crate::keys::{KeyRing, MasterKey};
+use crate::postgres::{Change, ChangeListener, ListenerHandle, PostgresStore};
 use crate::sqlite::SqliteStore;
 use crate::store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, StoredFace};
 use crate::time::{Clock, SystemClock, UtcMillis};
@@ -40,7 +41,7 @@ pub const MAX_MODEL_VERSION_LEN: usize = 255;
 pub enum DatabaseUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
-    /// A PostgreSQL URL (recognised, not yet supported).
+    /// A PostgreSQL URL (plain connection, no TLS yet).
     Postgres(String),
 }
 
@@ -211,14 +212,122 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// update separately. All methods are blocking (call them from
 /// `spawn_blocking` in async code) and safe to call from many threads.
 ///
-/// One `Gallery` must own a database: the indexes mirror it and are not
-/// refreshed from changes made by other processes.
+/// On SQLite one `Gallery` must own the database. On PostgreSQL several
+/// galleries (processes) may share it: a background listener reloads a
+/// group's index when another one announces a change (see
+/// [`crate::ChangeListener`]), and a group unknown locally is looked up in
+/// the database before a request fails.
 pub struct Gallery {
-    store: Box<dyn FaceStore>,
-    keys: RwLock<Arc<KeyRing>>,
-    slots: RwLock<Slots>,
+    // Shared with the listener thread, which reloads indexes.
+    store: Arc<dyn FaceStore>,
+    keys: Arc<RwLock<Arc<KeyRing>>>,
+    slots: Arc<RwLock<Slots>>,
     options: GalleryOptions,
     rotation: Mutex<()>,
+    listener: Option<ListenerHandle>,
+}
+
+/// The parts of a [`Gallery`] that a reload needs, detached from it so the
+/// listener thread can own them.
+struct Mirror {
+    store: Arc<dyn FaceStore>,
+    keys: Arc<RwLock<Arc<KeyRing>>>,
+    slots: Arc<RwLock<Slots>>,
+}
+
+/// Decrypts every face of the group into a fresh index.
+fn build_index(
+    store: &dyn FaceStore,
+    keys: &KeyRing,
+    tenant: &str,
+    group_id: &str,
+) -> Result<GroupIndex> {
+    let mut index = GroupIndex::default();
+    store.for_each_face(tenant, group_id, &mut |face| {
+        let v = keys.open(tenant, group_id, &face.record.face_id, &face.sealed)?;
+        let n = normalize(&v).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "face {} has an invalid vector",
+                face.record.face_id
+            ))
+        })?;
+        index.push(face.record, &n)
+    })?;
+    Ok(index)
+}
+
+impl Mirror {
+    fn lookup(&self, tenant: &str, group_id: &str) -> Option<Arc<GroupSlot>> {
+        read(&self.slots).get(tenant)?.get(group_id).cloned()
+    }
+
+    /// Forgets `slot` unless the map already holds another slot there.
+    fn remove_slot(&self, tenant: &str, group_id: &str, slot: &Arc<GroupSlot>) {
+        slot.deleted.store(true, Ordering::SeqCst);
+        let mut slots = write(&self.slots);
+        if let Some(groups) = slots.get_mut(tenant) {
+            if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                groups.remove(group_id);
+            }
+            if groups.is_empty() {
+                slots.remove(tenant);
+            }
+        }
+    }
+
+    /// Makes the group's index equal to the store's group: rebuilt, created
+    /// or dropped.
+    fn refresh_group(&self, tenant: &str, group_id: &str) -> Result<()> {
+        let keys = read(&self.keys).clone();
+        if let Some(slot) = self.lookup(tenant, group_id) {
+            // Held across the read and the swap, so a local write of this
+            // group lands either before the read or in the new index.
+            let _w = lock(&slot.write);
+            if !slot.deleted.load(Ordering::SeqCst) {
+                match self.store.get_group(tenant, group_id)? {
+                    Some(info) if info.model_version == slot.model_version => {
+                        let index = build_index(&*self.store, &keys, tenant, group_id)?;
+                        *write(&slot.index) = index;
+                        return Ok(());
+                    }
+                    // Deleted, or deleted and re-created with another model.
+                    _ => self.remove_slot(tenant, group_id, &slot),
+                }
+            }
+        }
+        let Some(info) = self.store.get_group(tenant, group_id)? else {
+            return Ok(());
+        };
+        let index = build_index(&*self.store, &keys, tenant, group_id)?;
+        // A slot created meanwhile (locally) is fresh too: keep it.
+        write(&self.slots)
+            .entry(tenant.to_string())
+            .or_default()
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupSlot::new(info.model_version, index));
+        Ok(())
+    }
+
+    /// Refreshes every group in the store or in memory; carries on past a
+    /// failing group and returns the first error.
+    fn refresh_all(&self) -> Result<()> {
+        let mut targets: std::collections::BTreeSet<(String, String)> = self
+            .store
+            .all_groups()?
+            .into_iter()
+            .map(|(t, g)| (t, g.group_id))
+            .collect();
+        for (tenant, groups) in read(&self.slots).iter() {
+            targets.extend(groups.keys().map(|g| (tenant.clone(), g.clone())));
+        }
+        let mut first_error = None;
+        for (tenant, group_id) in targets {
+            if let Err(e) = self.refresh_group(&tenant, &group_id) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 impl std::fmt::Debug for Gallery {
@@ -248,11 +357,55 @@ impl Gallery {
     /// partial gallery.
     pub fn open(database_url: &str, keys: KeyRing, options: GalleryOptions) -> Result<Self> {
         match DatabaseUrl::parse(database_url)? {
-            DatabaseUrl::Postgres(_) => Err(StoreError::PostgresNotSupported),
+            DatabaseUrl::Postgres(url) => {
+                let store = PostgresStore::connect(&url)?;
+                // Listen before loading, so no change committed while the
+                // indexes are built goes unannounced.
+                let listener = ChangeListener::connect(&url)?;
+                let mut gallery = Self::with_store(Box::new(store), keys, options)?;
+                let mirror = gallery.mirror();
+                gallery.listener = Some(listener.spawn(move |change| {
+                    // A failed reload keeps the old index; the next change
+                    // to the group (or a reconnect) retries it.
+                    let _ = match change {
+                        Change::Group { tenant, group_id } => {
+                            mirror.refresh_group(&tenant, &group_id)
+                        }
+                        Change::All => mirror.refresh_all(),
+                    };
+                })?);
+                Ok(gallery)
+            }
             DatabaseUrl::Sqlite(path) => {
                 Self::with_store(Box::new(SqliteStore::open(&path)?), keys, options)
             }
         }
+    }
+
+    fn mirror(&self) -> Mirror {
+        Mirror {
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+
+    /// Whether this gallery follows changes made by other processes.
+    pub fn is_shared(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Reloads one group's index from the store (creating or dropping it
+    /// as the store says). The change listener calls this; it is public for
+    /// operators and tests.
+    pub fn refresh_group(&self, tenant: &str, group_id: &str) -> Result<()> {
+        Self::check_ids(tenant, group_id)?;
+        self.mirror().refresh_group(tenant, group_id)
+    }
+
+    /// Reloads every group's index from the store.
+    pub fn refresh_all(&self) -> Result<()> {
+        self.mirror().refresh_all()
     }
 
     /// Like [`Gallery::open`] on an already opened backend.
@@ -263,28 +416,19 @@ impl Gallery {
     ) -> Result<Self> {
         let mut slots: Slots = HashMap::new();
         for (tenant, group) in store.all_groups()? {
-            let mut index = GroupIndex::default();
-            store.for_each_face(&tenant, &group.group_id, &mut |face| {
-                let v = keys.open(&tenant, &group.group_id, &face.record.face_id, &face.sealed)?;
-                let n = normalize(&v).map_err(|_| {
-                    StoreError::Corrupt(format!(
-                        "face {} has an invalid vector",
-                        face.record.face_id
-                    ))
-                })?;
-                index.push(face.record, &n)
-            })?;
+            let index = build_index(&*store, &keys, &tenant, &group.group_id)?;
             slots
                 .entry(tenant)
                 .or_default()
                 .insert(group.group_id, GroupSlot::new(group.model_version, index));
         }
         Ok(Gallery {
-            store,
-            keys: RwLock::new(Arc::new(keys)),
-            slots: RwLock::new(slots),
+            store: Arc::from(store),
+            keys: Arc::new(RwLock::new(Arc::new(keys))),
+            slots: Arc::new(RwLock::new(slots)),
             options,
             rotation: Mutex::new(()),
+            listener: None,
         })
     }
 
@@ -301,8 +445,19 @@ impl Gallery {
         UtcMillis(self.now().0.saturating_add(ttl))
     }
 
-    fn slot(&self, tenant: &str, group_id: &str) -> Option<Arc<GroupSlot>> {
-        read(&self.slots).get(tenant)?.get(group_id).cloned()
+    fn slot(&self, tenant: &str, group_id: &str) -> Result<Option<Arc<GroupSlot>>> {
+        let found = read(&self.slots)
+            .get(tenant)
+            .and_then(|g| g.get(group_id))
+            .cloned();
+        if found.is_some() || !self.is_shared() {
+            return Ok(found);
+        }
+        // Maybe created on another node a moment ago, before its
+        // notification arrived here.
+        let mirror = self.mirror();
+        mirror.refresh_group(tenant, group_id)?;
+        Ok(mirror.lookup(tenant, group_id))
     }
 
     fn check_ids(tenant: &str, group_id: &str) -> Result<()> {
@@ -425,23 +580,14 @@ impl Gallery {
     /// Deletes the group and all its faces, permanently.
     pub fn delete_group(&self, tenant: &str, group_id: &str) -> Result<()> {
         Self::check_ids(tenant, group_id)?;
-        let slot = self.slot(tenant, group_id);
+        let slot = self.slot(tenant, group_id)?;
         let _w = slot.as_ref().map(|s| lock(&s.write));
         if !self.store.delete_group(tenant, group_id)? {
             return Err(StoreError::GroupNotFound);
         }
         if let Some(slot) = &slot {
-            slot.deleted.store(true, Ordering::SeqCst);
-            let mut slots = write(&self.slots);
-            if let Some(groups) = slots.get_mut(tenant) {
-                // A group re-created meanwhile has a new slot: keep that one.
-                if groups.get(group_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-                    groups.remove(group_id);
-                }
-                if groups.is_empty() {
-                    slots.remove(tenant);
-                }
-            }
+            // A group re-created meanwhile has a new slot: that one stays.
+            self.mirror().remove_slot(tenant, group_id, slot);
         }
         Ok(())
     }
@@ -487,7 +633,7 @@ impl Gallery {
             normalized.push(n);
         }
         let slot = self
-            .slot(tenant, group_id)
+            .slot(tenant, group_id)?
             .ok_or(StoreError::GroupNotFound)?;
         if faces.model_version != slot.model_version {
             return Err(StoreError::ModelVersionMismatch {
@@ -612,7 +758,7 @@ impl Gallery {
     pub fn delete_face(&self, tenant: &str, group_id: &str, face_id: &str) -> Result<()> {
         Self::check_ids(tenant, group_id)?;
         let slot = self
-            .slot(tenant, group_id)
+            .slot(tenant, group_id)?
             .ok_or(StoreError::GroupNotFound)?;
         if parse_uuid(face_id).is_none() {
             return Err(StoreError::FaceNotFound);
@@ -650,7 +796,7 @@ impl Gallery {
         }
         let q = normalize(query)?;
         let slot = self
-            .slot(tenant, group_id)
+            .slot(tenant, group_id)?
             .ok_or(StoreError::GroupNotFound)?;
         let index = read(&slot.index);
         match index.dim() {

@@ -4,8 +4,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::{Result, StoreError};
-use crate::store::FaceRecord;
-use crate::validate::parse_uuid;
+use crate::store::{BBox, FaceRecord};
+use crate::time::UtcMillis;
+use crate::validate::{format_uuid, parse_uuid};
 
 /// Longest embedding accepted; far above any face model, it only bounds
 /// memory for hostile input.
@@ -79,15 +80,218 @@ pub struct SearchHit {
     pub score: f32,
 }
 
-/// The in-memory index of one group: vectors row-major in one `Vec`, with
-/// parallel id and metadata vectors; deletion is `swap_remove`.
+/// Largest magnitude of a stored vector's int8 code.
+const CODE_MAX: f32 = 127.0;
+
+/// Rows scored by the int8 pre-scan before their candidates are re-ranked;
+/// small enough that the bound buffer stays in L1.
+const BLOCK: usize = 256;
+
+/// Per-row quantisation data: `v ≈ scale * code`, with the residual norm
+/// `err >= ||v - scale*code||` and `norm >= ||scale*code||`, both rounded up.
+#[derive(Debug, Clone, Copy)]
+struct RowAux {
+    scale: f32,
+    err: f32,
+    norm: f32,
+}
+
+/// `x` (a non-negative f64) as an f32 that is certainly not smaller.
+fn round_up(x: f64) -> f32 {
+    // The 1e-6 inflation dwarfs f64->f32 rounding (2^-24 relative); NaN
+    // becomes infinity so a broken row is always re-ranked exactly.
+    if x.is_nan() {
+        return f32::INFINITY;
+    }
+    (x * (1.0 + 1e-6) + 1e-30) as f32
+}
+
+/// Quantises `v` to int8 codes appended to `codes`, returning its bounds.
+fn quantize_row(v: &[f32], codes: &mut Vec<i8>) -> RowAux {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if !(max > 0.0 && max.is_finite()) {
+        // Never reached for normalised input; an infinite error bound makes
+        // the exact re-rank decide alone.
+        codes.extend(std::iter::repeat_n(0i8, v.len()));
+        return RowAux {
+            scale: 0.0,
+            err: f32::INFINITY,
+            norm: 0.0,
+        };
+    }
+    let scale = max / CODE_MAX;
+    let (mut err2, mut norm2) = (0f64, 0f64);
+    for &x in v {
+        let c = (x / scale).round().clamp(-CODE_MAX, CODE_MAX);
+        codes.push(c as i8);
+        // f32 scale times an 8-bit code is exact in f64.
+        let approx = f64::from(scale) * f64::from(c);
+        err2 += (f64::from(x) - approx).powi(2);
+        norm2 += approx * approx;
+    }
+    RowAux {
+        scale,
+        err: round_up(err2.sqrt()),
+        norm: round_up(norm2.sqrt()),
+    }
+}
+
+/// A query quantised to i16 for the pre-scan, with the bound terms the
+/// pruning needs: `err >= ||q - scale*code||`, `norm >= ||q||`.
+struct QueryCode {
+    code: Vec<i16>,
+    scale: f32,
+    err: f32,
+    norm: f32,
+}
+
+impl QueryCode {
+    fn new(q: &[f32]) -> Self {
+        // i16 codes keep the query's own error ~256x below the rows'; the
+        // cap keeps sum |code_q * code_v| <= dim * qmax * 127 < 2^31, so
+        // the i32 pre-scan sum cannot overflow.
+        let qmax = (i32::MAX as usize / (q.len().max(1) * CODE_MAX as usize)).min(32_767) as f32;
+        let max = q.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let norm = round_up(q.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt());
+        if !(max > 0.0 && max.is_finite()) {
+            return QueryCode {
+                code: vec![0; q.len()],
+                scale: 0.0,
+                err: f32::INFINITY,
+                norm,
+            };
+        }
+        let scale = max / qmax;
+        let mut err2 = 0f64;
+        let code = q
+            .iter()
+            .map(|&x| {
+                let c = (x / scale).round().clamp(-qmax, qmax);
+                err2 += (f64::from(x) - f64::from(scale) * f64::from(c)).powi(2);
+                c as i16
+            })
+            .collect();
+        QueryCode {
+            code,
+            scale,
+            err: round_up(err2.sqrt()),
+            norm,
+        }
+    }
+}
+
+/// Integer dot product for the portable (SSE2) build: 16 independent lanes
+/// let LLVM vectorise without a cross-lane reduction per element.
+#[inline(always)]
+fn dot_code_lanes(q: &[i16], v: &[i8]) -> i32 {
+    let mut acc = [0i32; 16];
+    let mut cq = q.chunks_exact(16);
+    let mut cv = v.chunks_exact(16);
+    for (x, y) in (&mut cq).zip(&mut cv) {
+        for i in 0..16 {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let tail: i32 = cq
+        .remainder()
+        .iter()
+        .zip(cv.remainder())
+        .map(|(&a, &b)| i32::from(a) * i32::from(b))
+        .sum();
+    acc.iter().sum::<i32>() + tail
+}
+
+/// Integer dot product as a plain reduction, which LLVM turns into
+/// `vpmaddwd` when AVX2 is enabled (measured faster than the lane form).
+#[inline(always)]
+fn dot_code_reduce(q: &[i16], v: &[i8]) -> i32 {
+    q.iter()
+        .zip(v)
+        .map(|(&a, &b)| i32::from(a) * i32::from(b))
+        .sum()
+}
+
+/// Writes the integer dot products of `q` with each row of `codes`.
+#[inline(always)]
+fn prescan_generic<const REDUCE: bool>(q: &[i16], codes: &[i8], out: &mut [i32]) {
+    for (o, v) in out.iter_mut().zip(codes.chunks_exact(q.len())) {
+        *o = if REDUCE {
+            dot_code_reduce(q, v)
+        } else {
+            dot_code_lanes(q, v)
+        };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn prescan_avx2(q: &[i16], codes: &[i8], out: &mut [i32]) {
+    prescan_generic::<true>(q, codes, out);
+}
+
+/// Whether the AVX2 pre-scan may run on this CPU (detected once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+}
+
+/// Integer pre-scan of one block of rows, using AVX2 when the CPU has it.
+/// Integer sums are exact, so both paths give identical results.
+fn prescan(q: &[i16], codes: &[i8], out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time just above),
+        // which is the only requirement of the target_feature function.
+        unsafe { prescan_avx2(q, codes, out) };
+        return;
+    }
+    prescan_generic::<false>(q, codes, out);
+}
+
+/// Where a face's image id is kept: as its 128-bit value when it is a
+/// canonical UUID (always, for ids the gallery makes), else as text.
+#[derive(Debug, Clone)]
+enum ImageRef {
+    Uuid(u128),
+    Text(Box<str>),
+}
+
+/// A face's metadata without per-face heap strings: face id lives in
+/// `ids`, model versions are interned. Halves resident memory per face
+/// compared with a stored [`FaceRecord`].
+#[derive(Debug, Clone)]
+struct Meta {
+    image: ImageRef,
+    external_image_id: Option<Box<str>>,
+    bbox: BBox,
+    confidence: f32,
+    created_at: UtcMillis,
+    model: u32,
+}
+
+/// The in-memory index of one group, built for exact search at speed.
+///
+/// Vectors are row-major in one `Vec<f32>` with a parallel int8 copy (one
+/// scale and error bound per row). A search pre-scans the int8 codes,
+/// keeps every row whose *upper bound* on the exact f32 score can still
+/// enter the result, and scores only those with the exact f32 [`dot`]; so
+/// hits, scores and order equal a brute-force f32 scan bit for bit.
+/// Deletion is `swap_remove` on every parallel vector.
 #[derive(Debug, Default)]
 pub(crate) struct GroupIndex {
     dim: usize,
     vectors: Vec<f32>,
+    codes: Vec<i8>,
+    aux: Vec<RowAux>,
     ids: Vec<u128>,
-    records: Vec<FaceRecord>,
-    pos: HashMap<u128, usize>,
+    meta: Vec<Meta>,
+    models: Vec<Box<str>>,
+    pos: HashMap<u128, u32>,
+    /// Largest row norm ever stored (never lowered): scales the
+    /// floating-point slack of the bound.
+    max_norm: f32,
 }
 
 /// Heap entry ordered so the heap's maximum is the *worst* kept hit.
@@ -117,7 +321,9 @@ impl PartialOrd for Candidate {
 }
 
 impl GroupIndex {
-    #[cfg(test)]
+    // Used by tests and the search_bench example, not by the gallery.
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// Number of faces held.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
@@ -128,14 +334,41 @@ impl GroupIndex {
         (!self.ids.is_empty()).then_some(self.dim)
     }
 
+    // Used by the search_bench example only.
+    #[allow(dead_code)]
+    /// Reserves room for `additional` more faces of `dim` dimensions, so a
+    /// bulk load does not reallocate repeatedly.
+    pub(crate) fn reserve(&mut self, additional: usize, dim: usize) {
+        self.vectors.reserve(additional.saturating_mul(dim));
+        self.codes.reserve(additional.saturating_mul(dim));
+        self.aux.reserve(additional);
+        self.ids.reserve(additional);
+        self.meta.reserve(additional);
+        self.pos.reserve(additional);
+    }
+
+    fn intern_model(&mut self, model: &str) -> u32 {
+        // A group has one model version in practice; search from the end
+        // so the current one is found first.
+        if let Some(i) = self.models.iter().rposition(|m| &**m == model) {
+            return i as u32;
+        }
+        self.models.push(model.into());
+        (self.models.len() - 1) as u32
+    }
+
     /// Adds a face whose vector is already normalised and whose length was
     /// checked against [`Self::dim`].
     pub(crate) fn push(&mut self, record: FaceRecord, normalized: &[f32]) -> Result<()> {
         let id = parse_uuid(&record.face_id)
             .ok_or_else(|| StoreError::Corrupt(format!("face id {:?}", record.face_id)))?;
+        if normalized.is_empty() {
+            return Err(StoreError::InvalidParam("empty embedding".into()));
+        }
         if self.ids.is_empty() {
             self.dim = normalized.len();
             self.vectors.clear();
+            self.codes.clear();
         } else if normalized.len() != self.dim {
             return Err(StoreError::DimensionMismatch {
                 expected: self.dim,
@@ -145,10 +378,28 @@ impl GroupIndex {
         if self.pos.contains_key(&id) {
             return Ok(());
         }
-        self.pos.insert(id, self.ids.len());
-        self.ids.push(id);
-        self.records.push(record);
+        let row = u32::try_from(self.ids.len())
+            .map_err(|_| StoreError::InvalidParam("group index is full".into()))?;
+        let model = self.intern_model(&record.model_version);
+        let image = match parse_uuid(&record.image_id) {
+            // Only canonical ids round-trip through format_uuid.
+            Some(v) => ImageRef::Uuid(v),
+            None => ImageRef::Text(record.image_id.into()),
+        };
+        let aux = quantize_row(normalized, &mut self.codes);
+        self.max_norm = self.max_norm.max(aux.norm + aux.err);
+        self.aux.push(aux);
         self.vectors.extend_from_slice(normalized);
+        self.pos.insert(id, row);
+        self.ids.push(id);
+        self.meta.push(Meta {
+            image,
+            external_image_id: record.external_image_id.map(String::into_boxed_str),
+            bbox: record.bbox,
+            confidence: record.confidence,
+            created_at: record.created_at,
+            model,
+        });
         Ok(())
     }
 
@@ -160,21 +411,50 @@ impl GroupIndex {
         let Some(row) = self.pos.remove(&id) else {
             return false;
         };
+        let row = row as usize;
         let last = self.ids.len() - 1;
+        let d = self.dim;
         self.ids.swap_remove(row);
-        self.records.swap_remove(row);
+        self.meta.swap_remove(row);
+        self.aux.swap_remove(row);
         if row != last {
-            let (head, tail) = self.vectors.split_at_mut(last * self.dim);
-            head[row * self.dim..(row + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
-            self.pos.insert(self.ids[row], row);
+            self.vectors.copy_within(last * d..(last + 1) * d, row * d);
+            self.codes.copy_within(last * d..(last + 1) * d, row * d);
+            // `row` came from `pos`, which holds u32 values.
+            self.pos.insert(self.ids[row], row as u32);
         }
-        self.vectors.truncate(last * self.dim);
+        self.vectors.truncate(last * d);
+        self.codes.truncate(last * d);
         true
+    }
+
+    /// The full record of `row`.
+    fn record(&self, row: usize) -> FaceRecord {
+        let m = &self.meta[row];
+        FaceRecord {
+            face_id: format_uuid(self.ids[row]),
+            image_id: match &m.image {
+                ImageRef::Uuid(v) => format_uuid(*v),
+                ImageRef::Text(s) => s.to_string(),
+            },
+            external_image_id: m.external_image_id.as_deref().map(str::to_owned),
+            bbox: m.bbox,
+            confidence: m.confidence,
+            created_at: m.created_at,
+            model_version: self
+                .models
+                .get(m.model as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        }
     }
 
     /// Top `limit` faces by cosine to `query` (already normalised, length
     /// checked), score descending then face id ascending, only those with
     /// score >= `min_score`, never `exclude`.
+    ///
+    /// Exactly the result of scoring every row with [`dot`]; allocates
+    /// O(limit + dim), never O(len).
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -182,36 +462,96 @@ impl GroupIndex {
         min_score: f32,
         exclude: Option<u128>,
     ) -> Vec<SearchHit> {
-        if limit == 0 || self.ids.is_empty() {
+        self.search_rows(query, limit, min_score, exclude)
+            .into_iter()
+            .map(|c| SearchHit {
+                face: self.record(c.row),
+                score: c.score,
+            })
+            .collect()
+    }
+
+    // Used by tests and the search_bench example, not by the gallery.
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// [`Self::search`] as (face id, score) pairs, without building records.
+    pub(crate) fn search_ids(
+        &self,
+        query: &[f32],
+        limit: usize,
+        min_score: f32,
+        exclude: Option<u128>,
+    ) -> Vec<(u128, f32)> {
+        self.search_rows(query, limit, min_score, exclude)
+            .into_iter()
+            .map(|c| (c.id, c.score))
+            .collect()
+    }
+
+    fn search_rows(
+        &self,
+        query: &[f32],
+        limit: usize,
+        min_score: f32,
+        exclude: Option<u128>,
+    ) -> Vec<Candidate> {
+        let n = self.ids.len();
+        let d = self.dim;
+        if limit == 0 || n == 0 || query.len() != d || min_score.is_nan() {
             return Vec::new();
         }
-        let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(limit + 1);
-        for (row, v) in self.vectors.chunks_exact(self.dim).enumerate() {
-            let score = dot(query, v);
-            if score < min_score {
-                continue;
-            }
-            let id = self.ids[row];
-            if Some(id) == exclude {
-                continue;
-            }
-            let c = Candidate { score, id, row };
-            if heap.len() < limit {
-                heap.push(c);
-            } else if let Some(worst) = heap.peek() {
-                if c < *worst {
-                    heap.pop();
+        let q = QueryCode::new(query);
+        // ub(row) = scale_q*scale_r*D + norm_q*err_r + err_q*norm_r + slack
+        // bounds the exact f32 dot from above: the real dot differs from
+        // q̂·v̂ by at most ||q||·||v-v̂|| + ||q-q̂||·||v̂|| (Cauchy-Schwarz),
+        // and `slack` covers the f32 rounding of both `dot` (at most
+        // ~(dim/8+4) ulps of ||q||·||v||) and this bound's own arithmetic,
+        // with a wide margin.
+        let slack =
+            (d as f32 + 256.0) * f32::EPSILON * 4.0 * q.norm.max(1.0) * self.max_norm.max(1.0);
+        let heap_cap = limit.min(n);
+        let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(heap_cap + 1);
+        // Rows whose bound is below `cut` cannot enter the result: they
+        // are under the threshold, or worse than a full heap's worst, which
+        // only improves.
+        let mut cut = min_score;
+        let mut dots = [0i32; BLOCK];
+        for (b, codes) in self.codes.chunks(BLOCK * d).enumerate() {
+            let base = b * BLOCK;
+            let m = codes.len() / d;
+            prescan(&q.code, codes, &mut dots[..m]);
+            for (j, &dq) in dots[..m].iter().enumerate() {
+                let row = base + j;
+                let a = &self.aux[row];
+                let ub = dq as f32 * (q.scale * a.scale) + q.norm * a.err + q.err * a.norm + slack;
+                // A NaN bound compares false, so it goes to the exact score.
+                if ub < cut {
+                    continue;
+                }
+                let id = self.ids[row];
+                if Some(id) == exclude {
+                    continue;
+                }
+                let score = dot(query, &self.vectors[row * d..(row + 1) * d]);
+                if score < min_score {
+                    continue;
+                }
+                let c = Candidate { score, id, row };
+                if heap.len() < heap_cap {
                     heap.push(c);
+                } else if let Some(worst) = heap.peek() {
+                    if c < *worst {
+                        heap.pop();
+                        heap.push(c);
+                    }
+                }
+                if heap.len() == heap_cap {
+                    if let Some(worst) = heap.peek() {
+                        cut = cut.max(worst.score);
+                    }
                 }
             }
         }
         heap.into_sorted_vec()
-            .into_iter()
-            .map(|c| SearchHit {
-                face: self.records[c.row].clone(),
-                score: c.score,
-            })
-            .collect()
     }
 }
 
@@ -304,5 +644,203 @@ mod tests {
             .map(|h| h.face.face_id)
             .collect();
         assert_eq!(ids, vec![format_uuid(1), format_uuid(3), format_uuid(5)]);
+    }
+
+    /// SplitMix64, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next_u64() % n as u64) as usize
+        }
+        /// Roughly normal (sum of uniforms), mean 0, variance 1.
+        fn gauss(&mut self) -> f32 {
+            let s: f32 = (0..4)
+                .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+                .sum();
+            (s - 2.0) * 3f32.sqrt()
+        }
+        fn gauss_vec(&mut self, dim: usize, sigma: f32) -> Vec<f32> {
+            (0..dim).map(|_| self.gauss() * sigma).collect()
+        }
+    }
+
+    fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+        a.iter().zip(b).map(|(x, y)| x + y).collect()
+    }
+
+    /// The index under test plus the plain list a naive scan runs over.
+    struct Fixture {
+        ix: GroupIndex,
+        rows: Vec<(u128, Vec<f32>)>,
+    }
+
+    impl Fixture {
+        fn new(vectors: Vec<Vec<f32>>, rng: &mut Rng) -> Self {
+            let mut ix = GroupIndex::default();
+            let mut rows = Vec::new();
+            for v in vectors {
+                let id = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+                let n = normalize(&v).unwrap();
+                ix.push(rec(id), &n).unwrap();
+                rows.push((id, n));
+            }
+            Fixture { ix, rows }
+        }
+
+        fn remove_some(&mut self, rng: &mut Rng, count: usize) {
+            for _ in 0..count.min(self.rows.len()) {
+                let (id, _) = self.rows.swap_remove(rng.below(self.rows.len()));
+                assert!(self.ix.remove(&format_uuid(id)));
+            }
+        }
+
+        fn naive(&self, q: &[f32], limit: usize, min: f32, ex: Option<u128>) -> Vec<(u128, f32)> {
+            let mut all: Vec<(u128, f32)> = self
+                .rows
+                .iter()
+                .filter(|(id, _)| Some(*id) != ex)
+                .map(|(id, v)| (*id, dot(q, v)))
+                .filter(|(_, s)| *s >= min)
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(limit);
+            all
+        }
+
+        /// Compares ids and score bits with the naive scan.
+        fn check(&self, q: &[f32], limit: usize, min: f32, ex: Option<u128>) {
+            let got = self.ix.search_ids(q, limit, min, ex);
+            let want = self.naive(q, limit, min, ex);
+            let bits = |v: &[(u128, f32)]| -> Vec<(u128, u32)> {
+                v.iter().map(|(i, s)| (*i, s.to_bits())).collect()
+            };
+            assert_eq!(bits(&got), bits(&want), "limit {limit} min {min}");
+        }
+
+        fn check_all(&self, queries: &[Vec<f32>], limits: &[usize], mins: &[f32]) {
+            for (k, q) in queries.iter().enumerate() {
+                let q = normalize(q).unwrap();
+                // Exclude a stored face on every other query.
+                let ex =
+                    (k % 2 == 1 && !self.rows.is_empty()).then(|| self.rows[k % self.rows.len()].0);
+                for &limit in limits {
+                    for &min in mins {
+                        self.check(&q, limit, min, ex);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Face-like data: a shared mean direction, per-person offsets and
+    /// per-photo noise, so cosines are mostly 0.8 (other people) to 0.92
+    /// (same person).
+    fn clustered(rng: &mut Rng, dim: usize, people: usize, n: usize) -> Vec<Vec<f32>> {
+        let s = 1.0 / (dim as f32).sqrt();
+        let mean = rng.gauss_vec(dim, s);
+        let centres: Vec<Vec<f32>> = (0..people)
+            .map(|_| add(&mean, &rng.gauss_vec(dim, s * 0.387)))
+            .collect();
+        (0..n)
+            .map(|_| {
+                let c = &centres[rng.below(people)];
+                add(c, &rng.gauss_vec(dim, s * 0.316))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_naive_scan_on_random_data() {
+        let mut rng = Rng(1);
+        for dim in [1usize, 3, 17, 128, 130] {
+            let vs: Vec<_> = (0..2000).map(|_| rng.gauss_vec(dim, 1.0)).collect();
+            let mut fx = Fixture::new(vs, &mut rng);
+            let qs: Vec<_> = (0..8).map(|_| rng.gauss_vec(dim, 1.0)).collect();
+            fx.check_all(&qs, &[1, 10, 100, 4096], &[-1.0, 0.0, 0.3]);
+            fx.remove_some(&mut rng, 700);
+            fx.check_all(&qs, &[1, 10, 4096], &[-1.0, 0.2]);
+        }
+    }
+
+    #[test]
+    fn matches_naive_scan_on_clustered_data() {
+        let mut rng = Rng(2);
+        let vs = clustered(&mut rng, 128, 300, 12_000);
+        let mut fx = Fixture::new(vs, &mut rng);
+        // Queries: new photos of stored people, and stored faces themselves.
+        let mut qs = clustered(&mut rng, 128, 300, 6);
+        qs.extend((0..6).map(|i| fx.rows[i * 97].1.clone()));
+        fx.check_all(&qs, &[1, 10, 257, 4096], &[-1.0, 0.8, 0.85, 0.9, 0.99]);
+        fx.remove_some(&mut rng, 4000);
+        fx.check_all(&qs, &[1, 10, 4096], &[-1.0, 0.85]);
+    }
+
+    #[test]
+    fn matches_naive_scan_on_near_duplicates_and_ties() {
+        // Differences far below the int8 step, plus exact duplicates under
+        // distinct ids: everything hinges on the exact re-rank.
+        let mut rng = Rng(3);
+        let base = rng.gauss_vec(128, 1.0);
+        let mut vs = Vec::new();
+        for _ in 0..1500 {
+            let v = add(&base, &rng.gauss_vec(128, 1e-4));
+            for _ in 0..1 + rng.below(3) {
+                vs.push(v.clone());
+            }
+        }
+        vs.extend((0..500).map(|_| rng.gauss_vec(128, 1.0)));
+        let fx = Fixture::new(vs, &mut rng);
+        let qs = vec![
+            base.clone(),
+            add(&base, &rng.gauss_vec(128, 1e-3)),
+            fx.rows[5].1.clone(),
+        ];
+        fx.check_all(&qs, &[1, 2, 10, 1000, 4096], &[-1.0, 0.99, 0.999_99]);
+        // Every score tied: order is by id alone.
+        let same = vec![vec![0.5f32; 16]; 300];
+        let fx = Fixture::new(same, &mut rng);
+        fx.check_all(&[vec![0.5; 16]], &[1, 7, 300], &[-1.0, 1.0]);
+    }
+
+    #[test]
+    fn search_returns_stored_records() {
+        let mut ix = GroupIndex::default();
+        let mut a = rec(7);
+        a.image_id = "not-a-uuid".into();
+        a.external_image_id = Some("label-1".into());
+        a.model_version = "m2".into();
+        a.created_at = UtcMillis(42);
+        let b = rec(8);
+        ix.push(a.clone(), &[1.0, 0.0]).unwrap();
+        ix.push(b.clone(), &[0.0, 1.0]).unwrap();
+        let hits = ix.search(&[1.0, 0.0], 2, -1.0, None);
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].face, a);
+        assert_eq!(hits[0].score, 1.0);
+        assert_eq!(hits[1].face, b);
+        assert!(ix.search(&[1.0, 0.0], 2, 0.5, Some(7)).is_empty());
+        // Wrong query length or NaN threshold: no hits, no panic.
+        assert!(ix.search(&[1.0], 2, -1.0, None).is_empty());
+        assert!(ix.search(&[1.0, 0.0], 2, f32::NAN, None).is_empty());
+    }
+
+    #[test]
+    fn query_codes_cannot_overflow() {
+        // Worst case for the i32 pre-scan: every component at full scale.
+        let dim = MAX_EMBEDDING_DIM;
+        let v = normalize(&vec![1.0; dim]).unwrap();
+        let mut ix = GroupIndex::default();
+        ix.push(rec(1), &v).unwrap();
+        let neg: Vec<f32> = v.iter().map(|x| -x).collect();
+        let hits = ix.search_ids(&neg, 1, -1.0, None);
+        assert_eq!(hits, vec![(1, dot(&neg, &v))]);
     }
 }

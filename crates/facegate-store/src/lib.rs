@@ -4,8 +4,9 @@
 //!   registration under a quota, paging, search, key rotation. It owns a
 //!   [`FaceStore`] backend and the per-group in-memory search indexes and
 //!   keeps them in step.
-//! * [`FaceStore`] is the storage trait; [`SqliteStore`] implements it
-//!   (a PostgreSQL backend will follow). The trait is synchronous: the
+//! * [`FaceStore`] is the storage trait; [`SqliteStore`] and
+//!   [`PostgresStore`] implement it. Galleries on PostgreSQL follow each
+//!   other's changes through `LISTEN`/`NOTIFY` ([`ChangeListener`]). The trait is synchronous: the
 //!   server calls the gallery through `spawn_blocking`.
 //! * Embeddings are encrypted at rest with AES-256-GCM under a key derived
 //!   from the operator's [`MasterKey`]; the associated data binds tenant,
@@ -22,12 +23,16 @@ mod error;
 mod gallery;
 mod index;
 mod keys;
+mod postgres;
 mod sqlite;
 mod store;
 mod time;
 mod token;
 pub mod validate;
 
+pub use crate::postgres::{
+    Change, ChangeListener, ListenerHandle, PostgresStore, CHANGE_CHANNEL, POSTGRES_SCHEMA_VERSION,
+};
 pub use error::{Result, StoreError};
 pub use gallery::{
     AddFacesOutcome, DatabaseUrl, Gallery, GalleryOptions, NewFace, NewFaces, Page, RotationReport,

@@ -248,19 +248,6 @@ impl Runtime {
             inner: Arc::new(inner),
         })
     }
-
-    /// Loads a model file, mapping a missing file to [`VisionError::MissingModel`].
-    pub fn load_file(&self, path: &Path, input_shape: [usize; 4]) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => VisionError::MissingModel(path.display().to_string()),
-            _ => VisionError::Io(e),
-        })?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        self.load(&name, &bytes, input_shape)
-    }
 }
 
 enum Inner {

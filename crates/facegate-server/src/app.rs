@@ -290,17 +290,18 @@ fn open_service(
         source: e,
     })?;
     let keys = crate::keys::load_key_ring(&config.master_key_file())?;
-    let gallery = Gallery::open(
+    let gallery = Arc::new(Gallery::open(
         &config.database_url(),
         keys,
         GalleryOptions {
             token_ttl: options.token_ttl,
             ..GalleryOptions::default()
         },
-    )?;
+    )?);
+    crate::keys::watch_key_files(&gallery, config.master_key_file());
     Ok(Service::new(
         analyzer,
-        Arc::new(gallery),
+        gallery,
         ServiceOptions {
             limits: Limits {
                 max_pixels: config.max_image_pixels,

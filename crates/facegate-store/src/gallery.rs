@@ -465,6 +465,16 @@ impl Gallery {
         validate_group_id(group_id)
     }
 
+    /// Switches to `ring` while serving: its current key seals every record
+    /// written from now on, and the keys held so far stay readable. Returns
+    /// once no write is still sealing under the previous current key (writes
+    /// hold the key lock across seal and commit), so a rotation started
+    /// after this call sees every record the old key will ever seal.
+    pub fn adopt_keys(&self, ring: KeyRing) {
+        let mut keys = write(&self.keys);
+        *keys = Arc::new(ring.keeping_readable(&keys));
+    }
+
     /// Id of the key new records are encrypted under.
     pub fn current_key_id(&self) -> String {
         self.keys().current_key_id().to_string()

@@ -308,6 +308,18 @@ impl KeyRing {
         }
     }
 
+    /// This ring, with every key of `older` that it lacks kept for reading:
+    /// a node that switches keys must still open records a slower peer (or
+    /// an unfinished rotation) sealed under the key it is leaving.
+    pub fn keeping_readable(mut self, older: &KeyRing) -> KeyRing {
+        for k in std::iter::once(&older.current).chain(&older.previous) {
+            if !self.contains(&k.id) {
+                self.previous.push(k.clone());
+            }
+        }
+        self
+    }
+
     fn entry(&self, id: &str) -> Option<&KeyEntry> {
         std::iter::once(&self.current)
             .chain(&self.previous)

@@ -104,9 +104,15 @@ enum TenantsCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Re-encrypt every stored embedding under a new master key (stop the
-    /// server first).
-    Rotate,
+    /// Re-encrypt every stored embedding under a new master key and install
+    /// it; running servers switch keys by themselves and keep serving.
+    Rotate {
+        /// Only write the new key to `<master_key_file>.next` and stop. On
+        /// several nodes, copy that file to every node, then run `keys
+        /// rotate` on one of them, then on the others (which only install).
+        #[arg(long)]
+        prepare: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -249,9 +255,20 @@ fn run(cli: Cli) -> CmdResult {
         }
         Command::Keys {
             config,
-            command: KeysCommand::Rotate,
+            command: KeysCommand::Rotate { prepare },
         } => {
             let config = facegate_server::config::Config::load(&config_path(config)?)?;
+            if prepare {
+                let key_file = config.master_key_file();
+                let (key, created) = facegate_server::keys::prepare_rotation(&key_file)?;
+                println!(
+                    "{} {} (key id {}).",
+                    if created { "Wrote" } else { "Already there:" },
+                    facegate_server::keys::next_key_path(&key_file).display(),
+                    key.key_id()
+                );
+                return Ok(());
+            }
             let report = facegate_server::rotate_keys(&config)?;
             if report.remaining == 0 {
                 println!(

@@ -104,6 +104,97 @@ pub struct TestServer {
     pub base: String,
     pub config: Config,
     pub options: StartOptions,
+    /// The PostgreSQL database behind it, when the suite runs on PostgreSQL.
+    pub db: Option<Arc<PgDatabase>>,
+}
+
+/// True when the suite runs on PostgreSQL: `FACEGATE_TEST_BACKEND=postgres`
+/// (scripts/test.sh runs the suite once per backend). Each server then gets
+/// a fresh database on the server at `FACEGATE_TEST_POSTGRES_URL`.
+pub fn on_postgres() -> bool {
+    match std::env::var("FACEGATE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("FACEGATE_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+/// A database created for one test and dropped (with its connections) when
+/// the last handle goes.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+/// Runs blocking PostgreSQL client work off the async runtime (the
+/// synchronous client refuses to run inside one).
+fn pg_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f)
+        .join()
+        .expect("PostgreSQL helper thread")
+}
+
+fn pg_admin(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required for this run and is not reachable at {url} ({e}); \
+             start one (see .ci/run) or set FACEGATE_TEST_POSTGRES_URL"
+        )
+    })
+}
+
+impl PgDatabase {
+    pub fn create() -> Arc<PgDatabase> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin_url = std::env::var("FACEGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("facegate_e2e_{}_{seq}_{:x}", std::process::id(), nanos);
+        let (a, n) = (admin_url.clone(), name.clone());
+        pg_blocking(move || {
+            pg_admin(&a)
+                .batch_execute(&format!("CREATE DATABASE {n}"))
+                .unwrap()
+        });
+        let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
+        Arc::new(PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+
+    /// Every stored byte of the faces table (row text and raw columns).
+    pub fn face_table_bytes(&self) -> Vec<u8> {
+        let url = self.url.clone();
+        pg_blocking(move || {
+            let mut out = Vec::new();
+            for row in pg_admin(&url)
+                .query("SELECT nonce, ciphertext, f::text FROM faces f", &[])
+                .unwrap()
+            {
+                out.extend_from_slice(row.get::<_, &[u8]>(0));
+                out.extend_from_slice(row.get::<_, &[u8]>(1));
+                out.extend_from_slice(row.get::<_, &str>(2).as_bytes());
+            }
+            out
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (a, n) = (self.admin_url.clone(), self.name.clone());
+        pg_blocking(move || {
+            let _ =
+                pg_admin(&a).batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"));
+        });
+    }
 }
 
 pub fn config_in(dir: &Path, setup: &Setup) -> Config {
@@ -120,16 +211,24 @@ pub fn config_in(dir: &Path, setup: &Setup) -> Config {
 
 impl TestServer {
     pub async fn start(dir: &Path, setup: Setup) -> TestServer {
-        let config = config_in(dir, &setup);
+        let mut config = config_in(dir, &setup);
+        let db = on_postgres().then(PgDatabase::create);
+        if let Some(db) = &db {
+            config.database_url = Some(db.url.clone());
+        }
         let options = StartOptions {
             analyzer: Some(engine()),
             token_ttl: setup.token_ttl,
             fetch_timeout: setup.fetch_timeout,
         };
-        Self::start_with(config, options).await
+        Self::start_with(config, options, db).await
     }
 
-    pub async fn start_with(config: Config, options: StartOptions) -> TestServer {
+    pub async fn start_with(
+        config: Config,
+        options: StartOptions,
+        db: Option<Arc<PgDatabase>>,
+    ) -> TestServer {
         let server = facegate_server::start(config.clone(), options.clone())
             .await
             .expect("start");
@@ -139,7 +238,30 @@ impl TestServer {
             server: Some(server),
             config,
             options,
+            db,
         }
+    }
+
+    /// Stops this server and starts a new one on the same data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let next =
+            Self::start_with(self.config.clone(), self.options.clone(), self.db.clone()).await;
+        *self = next;
+    }
+
+    /// Every byte the store keeps about faces: the SQLite file and its WAL,
+    /// or the PostgreSQL faces table.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        if let Some(db) = &self.db {
+            return db.face_table_bytes();
+        }
+        let file = self.config.data_dir.join("facegate.db");
+        let mut out = std::fs::read(&file).unwrap();
+        let mut wal = file.into_os_string();
+        wal.push("-wal");
+        out.extend(std::fs::read(&wal).unwrap_or_default());
+        out
     }
 
     pub async fn stop(&mut self) {
@@ -213,6 +335,16 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> Resp {
+    try_send(method, url, headers, body).await.expect("request")
+}
+
+/// [`send`], with connection errors returned (a server still starting).
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Resp, hyper_util::client::legacy::Error> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
@@ -221,7 +353,7 @@ pub async fn send(
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .unwrap();
-    let resp = client.request(req).await.expect("request");
+    let resp = client.request(req).await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp
@@ -231,11 +363,11 @@ pub async fn send(
         .unwrap()
         .to_bytes()
         .to_vec();
-    Resp {
+    Ok(Resp {
         status,
         headers,
         body,
-    }
+    })
 }
 
 pub fn code(v: &Value) -> i64 {

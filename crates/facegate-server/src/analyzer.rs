@@ -128,10 +128,20 @@ impl std::fmt::Debug for AnalyzedFace {
     }
 }
 
-/// The engine failed (not the input: bad input is caught before).
+/// Why an analysis failed. The text of either variant is for logs only:
+/// it may name models, files or library internals.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AnalyzerError(pub String);
+pub enum AnalyzerError {
+    /// One detected face could not be analysed: its landmarks or crop are
+    /// unusable (say, non-finite landmarks on a degenerate detection). The
+    /// input's fault, not the server's: clients get a parameter error.
+    #[error("a detected face could not be analysed: {0}")]
+    Face(String),
+    /// The engine itself failed (model, runtime, or a bug): an internal
+    /// error.
+    #[error("{0}")]
+    Engine(String),
+}
 
 /// What the service needs from a vision engine.
 pub trait FaceAnalyzer: Send + Sync {

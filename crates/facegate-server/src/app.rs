@@ -1,6 +1,7 @@
 //! The router, shared state, request logging, health endpoints, and
 //! starting/stopping the server.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use axum::{Json, Router};
 use facegate_image::{FetchPolicy, Limits};
 use facegate_store::{Gallery, GalleryOptions};
 use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::analyzer::FaceAnalyzer;
@@ -189,6 +191,49 @@ async fn fallback(uri: Uri) -> Response {
     }
 }
 
+/// What a panic said (its payload is a `String` or `&str` almost always).
+fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)")
+}
+
+/// A panic as the service error the surfaces already know: an internal
+/// error, whose text goes to the log and never to the client.
+fn panicked(payload: &(dyn Any + Send)) -> ServiceError {
+    ServiceError::Internal(format!("handler panicked: {}", panic_text(payload)))
+}
+
+/// A handler of surface 1 panicked: the envelope with -50000.
+fn nhn_reco_panic(payload: Box<dyn Any + Send>) -> Response {
+    nhn_reco::to_wire(&panicked(&*payload))
+}
+
+/// A handler of surface 2 panicked: the envelope with -50000.
+fn nhn_liveness_panic(payload: Box<dyn Any + Send>) -> Response {
+    nhn_liveness::to_wire(&panicked(&*payload))
+}
+
+/// A handler of surface 3 panicked: Argos's 500 with a transaction id.
+fn argos_panic(payload: Box<dyn Any + Send>) -> Response {
+    argos::to_wire(
+        &argos::ArgosError::Service(panicked(&*payload)),
+        &new_id(13),
+    )
+}
+
+/// Anything else panicked (health, fallback): a plain JSON 500.
+fn plain_panic(payload: Box<dyn Any + Send>) -> Response {
+    tracing::error!(panic = %panic_text(&*payload), "handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({ "message": "Internal Server Error" })),
+    )
+        .into_response()
+}
+
 async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
@@ -210,15 +255,23 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 /// The whole HTTP application over `state`.
+///
+/// A panic in a handler does not drop the connection: each surface answers
+/// it in its own error format (an internal error; the panic's text goes to
+/// the log only), everything else with a plain JSON 500.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/nhn-face-reco/v1.0/appkeys/{app_key}", nhn_reco::router())
-        .merge(nhn_liveness::router())
-        .merge(argos::router())
+        .nest(
+            "/nhn-face-reco/v1.0/appkeys/{app_key}",
+            nhn_reco::router().layer(CatchPanicLayer::custom(nhn_reco_panic)),
+        )
+        .merge(nhn_liveness::router().layer(CatchPanicLayer::custom(nhn_liveness_panic)))
+        .merge(argos::router().layer(CatchPanicLayer::custom(argos_panic)))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
+        .layer(CatchPanicLayer::custom(plain_panic))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
@@ -280,28 +333,24 @@ impl RunningServer {
     }
 }
 
-fn open_service(
-    config: &Config,
-    options: &StartOptions,
-    analyzer: Arc<dyn FaceAnalyzer>,
-) -> Result<Service, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Io {
-        context: format!("creating {}", config.data_dir.display()),
-        source: e,
-    })?;
-    let keys = crate::keys::load_key_ring(&config.master_key_file())?;
-    let gallery = Arc::new(Gallery::open(
-        &config.database_url(),
-        keys,
-        GalleryOptions {
-            token_ttl: options.token_ttl,
-            ..GalleryOptions::default()
-        },
-    )?);
-    crate::keys::watch_key_files(&gallery, config.master_key_file());
+/// Loads the models and opens the store side by side: both are CPU-bound
+/// and independent (decrypting and indexing a large gallery takes about as
+/// long as loading the models), so a cold start costs the longer of the two.
+fn open_service(config: &Config, options: &StartOptions) -> Result<Service, ServerError> {
+    let (analyzer, gallery) = std::thread::scope(|s| {
+        let analyzer = s.spawn(|| match options.analyzer.clone() {
+            Some(a) => Ok(a),
+            None => load_analyzer(config),
+        });
+        let gallery = open_gallery(config, options);
+        let analyzer = analyzer
+            .join()
+            .map_err(|_| ServerError::Internal("model loading panicked".into()));
+        (analyzer, gallery)
+    });
     Ok(Service::new(
-        analyzer,
-        gallery,
+        analyzer??,
+        gallery?,
         ServiceOptions {
             limits: Limits {
                 max_pixels: config.max_image_pixels,
@@ -316,6 +365,26 @@ fn open_service(
             ..ServiceOptions::default()
         },
     ))
+}
+
+/// Opens the gallery (creating the data dir and key on first start) and
+/// starts watching the key files.
+fn open_gallery(config: &Config, options: &StartOptions) -> Result<Arc<Gallery>, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Io {
+        context: format!("creating {}", config.data_dir.display()),
+        source: e,
+    })?;
+    let keys = crate::keys::load_key_ring(&config.master_key_file())?;
+    let gallery = Arc::new(Gallery::open(
+        &config.database_url(),
+        keys,
+        GalleryOptions {
+            token_ttl: options.token_ttl,
+            ..GalleryOptions::default()
+        },
+    )?);
+    crate::keys::watch_key_files(&gallery, config.master_key_file());
+    Ok(gallery)
 }
 
 fn load_analyzer(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, ServerError> {
@@ -346,14 +415,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
     let state = AppState::new(Tenants::new(config.tenants.clone()));
     let init_state = state.clone();
     tokio::spawn(async move {
-        let result = tokio::task::spawn_blocking(move || {
-            let analyzer = match options.analyzer.clone() {
-                Some(a) => a,
-                None => load_analyzer(&config)?,
-            };
-            open_service(&config, &options, analyzer)
-        })
-        .await;
+        let result = tokio::task::spawn_blocking(move || open_service(&config, &options)).await;
         match result {
             Ok(Ok(service)) => {
                 tracing::info!("ready");
@@ -447,5 +509,66 @@ mod redact_tests {
             super::redact_app_key("/modules/liveness"),
             "/modules/liveness"
         );
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn boom() -> Response {
+        panic!("boom: secret at /var/lib/facegate/master.key")
+    }
+
+    async fn call(app: Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        (status, serde_json::from_str(&text).expect("a JSON body"))
+    }
+
+    #[tokio::test]
+    async fn a_panic_answers_in_the_surfaces_format() {
+        let app = Router::new()
+            .route(
+                "/reco",
+                get(boom).layer(CatchPanicLayer::custom(nhn_reco_panic)),
+            )
+            .route(
+                "/live",
+                get(boom).layer(CatchPanicLayer::custom(nhn_liveness_panic)),
+            )
+            .route(
+                "/argos",
+                get(boom).layer(CatchPanicLayer::custom(argos_panic)),
+            )
+            .route("/other", get(boom))
+            .layer(CatchPanicLayer::custom(plain_panic));
+        for path in ["/reco", "/live"] {
+            let (status, v) = call(app.clone(), path).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                v,
+                serde_json::json!({"header": {"isSuccessful": false, "resultCode": -50000,
+                                              "resultMessage": "InternalServerError"}})
+            );
+        }
+        let (status, v) = call(app.clone(), "/argos").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(v["transactionId"].as_str().is_some_and(|t| !t.is_empty()));
+        assert_eq!(v["message"], "internal server error");
+        let (status, v) = call(app, "/other").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(v, serde_json::json!({"message": "Internal Server Error"}));
     }
 }

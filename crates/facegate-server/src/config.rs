@@ -3,7 +3,9 @@
 //! TOML with a fixed set of keys; an unknown key is an error at start-up so
 //! a typo never silently falls back to a default. Every top-level scalar key
 //! may be overridden by an environment variable `FACEGATE_<KEY>` (upper
-//! case), which wins over the file.
+//! case), which wins over the file. Likewise an unknown `FACEGATE_*`
+//! variable is an error ([`check_env_names`]): `FACEGATE_LISTN=...` must
+//! not silently do nothing.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,16 @@ const SCALAR_KEYS: &[&str] = &[
     "max_faces_per_group",
     "max_image_pixels",
 ];
+
+/// `FACEGATE_*` variables that are not config keys but are read by the
+/// binary (`FACEGATE_CONFIG`, `FACEGATE_LOG`) or by the scripts that run it
+/// (`FACEGATE_MODEL_MIRROR`, scripts/test.sh).
+pub const OTHER_ENV_VARS: &[&str] = &["FACEGATE_CONFIG", "FACEGATE_LOG", "FACEGATE_MODEL_MIRROR"];
+
+/// Prefix of the test suites' variables (`FACEGATE_TEST_ASSETS`,
+/// `FACEGATE_TEST_BACKEND`, `FACEGATE_TEST_POSTGRES_URL`, ...), which the
+/// binary may inherit when tests run it.
+pub const TEST_ENV_PREFIX: &str = "FACEGATE_TEST_";
 
 /// Which inference runtime to use (`runtime = "auto"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -170,8 +182,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads a config file, with overrides from the process environment.
+    /// Reads a config file, with overrides from the process environment
+    /// (whose `FACEGATE_*` names must all be known, [`check_env_names`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        check_process_env()?;
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.to_path_buf(),
             source: e,
@@ -266,6 +280,51 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Refuses environment variables named `FACEGATE_*` that nothing reads, the
+/// way unknown keys in the file are refused: a misspelt override must not
+/// silently leave the default in force. Known are `FACEGATE_<KEY>` for each
+/// scalar config key, [`OTHER_ENV_VARS`] and the test suites'
+/// `FACEGATE_TEST_*`. Only the prefix `FACEGATE_` in upper case is
+/// checked (overrides are upper case).
+pub fn check_env_names<I, S>(names: I) -> Result<(), ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let overrides: Vec<String> = SCALAR_KEYS
+        .iter()
+        .map(|k| format!("FACEGATE_{}", k.to_ascii_uppercase()))
+        .collect();
+    for name in names {
+        let name = name.as_ref().to_string_lossy();
+        if !name.starts_with("FACEGATE_")
+            || name.starts_with(TEST_ENV_PREFIX)
+            || OTHER_ENV_VARS.contains(&name.as_ref())
+            || overrides.iter().any(|o| *o == name)
+        {
+            continue;
+        }
+        if name == "FACEGATE_TENANTS" {
+            return Err(ConfigError::Invalid(
+                "environment variable FACEGATE_TENANTS: tenants cannot come from the \
+                 environment; use [[tenants]] in the config file or `facegate tenants add`"
+                    .into(),
+            ));
+        }
+        return Err(ConfigError::Invalid(format!(
+            "unknown environment variable {name}; known are {} and {}",
+            overrides.join(", "),
+            OTHER_ENV_VARS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// [`check_env_names`] on this process's environment.
+pub fn check_process_env() -> Result<(), ConfigError> {
+    check_env_names(std::env::vars_os().map(|(name, _)| name))
+}
+
 fn apply_env(
     table: &mut toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
@@ -313,6 +372,7 @@ pub fn default_config_path() -> PathBuf {
 /// `FACEGATE_CONFIG` (must exist), else the default config file if present,
 /// else the defaults with environment overrides.
 pub fn resolve(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    check_process_env()?;
     let from_env = std::env::var_os("FACEGATE_CONFIG").map(PathBuf::from);
     if let Some(path) = explicit.or(from_env.as_deref()) {
         return Config::load(path);
@@ -351,6 +411,9 @@ pub fn load_or_init_at(
     explicit: Option<&Path>,
     default_path: &Path,
 ) -> Result<LoadedConfig, ConfigError> {
+    // Before anything is created: a first start with a misspelt variable
+    // must not write a config (and keys) the operator did not intend.
+    check_process_env()?;
     if let Some(path) = explicit {
         return Ok(LoadedConfig {
             config: Config::load(path)?,
@@ -505,6 +568,45 @@ argos_api_key = "c"
         assert!(Config::from_toml_str("", &env).is_err());
         let env = |k: &str| (k == "FACEGATE_LISTEN").then(|| "nowhere".to_string());
         assert!(Config::from_toml_str("", &env).is_err());
+    }
+
+    #[test]
+    fn unknown_facegate_env_vars_are_errors_naming_them() {
+        // Everything this repository sets or reads is accepted.
+        check_env_names([
+            "FACEGATE_CONFIG",
+            "FACEGATE_LOG",
+            "FACEGATE_MODEL_MIRROR",
+            "FACEGATE_MODEL_DIR",
+            "FACEGATE_DATA_DIR",
+            "FACEGATE_LISTEN",
+            "FACEGATE_DATABASE_URL",
+            "FACEGATE_MASTER_KEY_FILE",
+            "FACEGATE_RUNTIME",
+            "FACEGATE_ALLOW_PRIVATE_URLS",
+            "FACEGATE_MAX_FACES_PER_GROUP",
+            "FACEGATE_MAX_IMAGE_PIXELS",
+            "FACEGATE_TEST_ASSETS",
+            "FACEGATE_TEST_BACKEND",
+            "FACEGATE_TEST_POSTGRES_URL",
+            "PATH",
+            "facegate_listn",
+            "FACEGATEX",
+        ])
+        .unwrap();
+        for bad in [
+            "FACEGATE_LISTN",
+            "FACEGATE_",
+            "FACEGATE_MODELDIR",
+            "FACEGATE_TENANTS",
+        ] {
+            let e = check_env_names(["HOME", bad]).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        // Every scalar key's override is known; no other config key is.
+        for key in SCALAR_KEYS {
+            check_env_names([format!("FACEGATE_{}", key.to_ascii_uppercase())]).unwrap();
+        }
     }
 
     #[test]

@@ -31,8 +31,22 @@ fn liveness(v: SpoofVerdict) -> Liveness {
     }
 }
 
+/// The engine's errors, split into what the input caused and what the
+/// server did. `InvalidInput` is the engine's "this input is unusable":
+/// per face, an alignment or mask crop that cannot be made (non-finite
+/// landmarks, a degenerate box). Everything else is the engine's own
+/// failure: models, runtime, I/O.
 fn err(e: facegate_vision::VisionError) -> AnalyzerError {
-    AnalyzerError(e.to_string())
+    use facegate_vision::VisionError as V;
+    match e {
+        V::InvalidInput(_) => AnalyzerError::Face(e.to_string()),
+        V::RuntimeUnavailable(_)
+        | V::ModelLoad { .. }
+        | V::Inference { .. }
+        | V::InvalidModel(_)
+        | V::MissingModel(_)
+        | V::Io(_) => AnalyzerError::Engine(e.to_string()),
+    }
 }
 
 /// The runtime setting of the config file as the engine names it.
@@ -50,8 +64,8 @@ pub fn load_engine(
     model_dir: &Path,
     runtime: RuntimeSetting,
 ) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
-    let engine =
-        Engine::load(&EngineOptions::new(model_dir, runtime_kind(runtime))).map_err(err)?;
+    let engine = Engine::load(&EngineOptions::new(model_dir, runtime_kind(runtime)))
+        .map_err(|e| AnalyzerError::Engine(e.to_string()))?;
     tracing::info!(
         backend = engine.backend().name(),
         model_version = engine.model_version(),
@@ -126,5 +140,37 @@ impl FaceAnalyzer for Engine {
 
     fn cosine_for_similarity(&self, similarity: f32) -> f32 {
         calibration::cosine_for_similarity(similarity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_vision::VisionError;
+
+    #[test]
+    fn input_failures_are_the_faces_fault_engine_failures_are_internal() {
+        assert!(matches!(
+            err(VisionError::InvalidInput(
+                "mask: non-finite landmark".into()
+            )),
+            AnalyzerError::Face(_)
+        ));
+        for e in [
+            VisionError::RuntimeUnavailable("x".into()),
+            VisionError::ModelLoad {
+                model: "m".into(),
+                reason: "r".into(),
+            },
+            VisionError::Inference {
+                model: "m".into(),
+                reason: "r".into(),
+            },
+            VisionError::InvalidModel("x".into()),
+            VisionError::MissingModel("x".into()),
+            VisionError::Io(std::io::Error::other("x")),
+        ] {
+            assert!(matches!(err(e), AnalyzerError::Engine(_)));
+        }
     }
 }

@@ -61,6 +61,10 @@ pub enum ServiceError {
     /// required face that was not found. The text is safe to show clients.
     #[error("{0}")]
     InvalidParam(String),
+    /// The face a request needs (search, compare source, verify, Argos
+    /// liveness) is not in the image; names the image field.
+    #[error("no face found in {0}")]
+    NoFace(&'static str),
     /// The API key (or appKey) did not authenticate.
     #[error("unauthorized")]
     Unauthorized,
@@ -95,6 +99,32 @@ pub enum ServiceError {
     /// A bug or a crashed worker; details only in the logs.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A client-facing description of an image error, in our own words: never
+/// a library's message (decoder internals can name files or versions) nor
+/// the reason a URL was refused (which private address a host resolved to
+/// would help map the operator's network). The precise cause is logged at
+/// debug level.
+pub fn image_error_text(e: &ImageError) -> String {
+    tracing::debug!(reason = %e, "image refused");
+    match e {
+        ImageError::TooLarge { max_bytes } => format!("image is larger than {max_bytes} bytes"),
+        ImageError::TooManyPixels { max_pixels, .. } => {
+            format!("image has more than {max_pixels} pixels")
+        }
+        ImageError::InvalidFormat => "image is neither PNG nor JPEG".into(),
+        ImageError::Decode(_) => "image could not be decoded (corrupt or truncated)".into(),
+        ImageError::InvalidBase64(_) => "image data is not valid Base64".into(),
+        ImageError::TooSmall {
+            width,
+            height,
+            min_side,
+        } => format!("image is {width}x{height}; both sides must be at least {min_side} px"),
+        ImageError::InvalidUrl(_) => "the image URL is not allowed or could not be fetched".into(),
+        ImageError::Timeout => "image download timed out".into(),
+        _ => "image could not be loaded".into(),
+    }
 }
 
 impl ServiceError {

@@ -3,11 +3,12 @@
 //! liveness and listing. Handlers parse the wire format, call one method
 //! here, and format the result; nothing here knows about HTTP.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use facegate_image::{decode, decode_base64, FetchPolicy, ImageError, Limits, RgbImage};
 use facegate_store::{
-    AddFacesOutcome, BBox, FaceRecord, Gallery, GroupInfo, NewFace, NewFaces, Page,
+    AddFacesOutcome, BBox, FaceRecord, Gallery, GroupInfo, NewFace, NewFaces, Page, StoreError,
     MAX_SEARCH_LIMIT,
 };
 use tokio::sync::Semaphore;
@@ -291,6 +292,52 @@ pub struct Service {
     gallery: Arc<Gallery>,
     options: ServiceOptions,
     cpu: Arc<Semaphore>,
+    decoded: Arc<AtomicUsize>,
+}
+
+/// Counts one decoded image for as long as it is alive.
+struct DecodedImage(Arc<AtomicUsize>);
+
+impl DecodedImage {
+    fn count(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::SeqCst);
+        DecodedImage(live.clone())
+    }
+}
+
+impl Drop for DecodedImage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Base64 or raw bytes to pixels, within `limits` (CPU work).
+fn decode_input(input: ImageInput, limits: &Limits) -> Result<RgbImage, ImageError> {
+    let bytes = match input {
+        ImageInput::Base64(s) => decode_base64(&s, limits.max_bytes)?,
+        ImageInput::Bytes(b) if b.len() > limits.max_bytes => {
+            return Err(ImageError::TooLarge {
+                max_bytes: limits.max_bytes,
+            })
+        }
+        ImageInput::Bytes(b) => b,
+        // Downloaded before; never reaches here.
+        ImageInput::Url(_) => return Err(ImageError::InvalidFormat),
+    };
+    decode(&bytes, limits)
+}
+
+/// Outside create-group, a group id that breaks the id rule names no group
+/// there is: NotFoundGroupError, exactly as for any other missing group.
+/// (Seed 003 lists InvalidGroupID for create-group only; every other group
+/// route lists NotFoundGroupError.)
+fn in_existing_group(e: ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Store(StoreError::InvalidGroupId) => {
+            ServiceError::Store(StoreError::GroupNotFound)
+        }
+        other => other,
+    }
 }
 
 fn largest_first(faces: &mut [AnalyzedFace]) {
@@ -326,7 +373,14 @@ impl Service {
             gallery,
             cpu: Arc::new(Semaphore::new(options.cpu_slots.max(1))),
             options,
+            decoded: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Decoded images in memory right now: never more than `cpu_slots`,
+    /// however many requests are waiting (for tests and monitoring).
+    pub fn decoded_images(&self) -> usize {
+        self.decoded.load(Ordering::SeqCst)
     }
 
     /// The gallery (for key rotation and tests).
@@ -380,79 +434,75 @@ impl Service {
             .map_err(ServiceError::from)
     }
 
-    /// Loads and decodes an image; errors name `role`.
-    pub async fn load_image(&self, input: ImageInput, role: ImageRole) -> Result<RgbImage> {
-        self.load_image_within(input, role, self.options.limits)
-            .await
+    /// A gallery call on a group that must exist (every group route but
+    /// create-group): a malformed group id is a group not found.
+    async fn group_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Gallery) -> facegate_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.store(f).await.map_err(in_existing_group)
     }
 
-    async fn load_image_within(
+    /// Downloads an `image.url` on the async side (no CPU slot is held while
+    /// the network is slow); other inputs pass through.
+    async fn fetch(&self, input: ImageInput, role: ImageRole) -> Result<ImageInput> {
+        match input {
+            ImageInput::Url(url) => facegate_image::fetch(&url, &self.options.fetch)
+                .await
+                .map(ImageInput::Bytes)
+                .map_err(|source| ServiceError::Image { role, source }),
+            other => Ok(other),
+        }
+    }
+
+    /// Loads an image and runs `work` on its pixels, holding one CPU slot
+    /// from the start of decoding to the end of `work`. The decoded image
+    /// never outlives its slot, so at most `cpu_slots` decoded images are in
+    /// memory however many requests wait: what waits is the encoded form
+    /// (at most 3 MB), not the pixels (120 MB for 40 megapixels). Image
+    /// errors name `role`.
+    async fn with_image<T: Send + 'static>(
         &self,
         input: ImageInput,
         role: ImageRole,
-        limits: facegate_image::Limits,
-    ) -> Result<RgbImage> {
-        let err = move |source: ImageError| ServiceError::Image { role, source };
-        let input = match input {
-            // Download on the async side; everything else is CPU work.
-            ImageInput::Url(url) => ImageInput::Bytes(
-                facegate_image::fetch(&url, &self.options.fetch)
-                    .await
-                    .map_err(err)?,
-            ),
-            other => other,
-        };
+        limits: Limits,
+        work: impl FnOnce(&RgbImage) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let input = self.fetch(input, role).await?;
+        let live = self.decoded.clone();
         self.cpu(move || {
-            let bytes = match input {
-                ImageInput::Base64(s) => decode_base64(&s, limits.max_bytes)?,
-                ImageInput::Bytes(b) if b.len() > limits.max_bytes => {
-                    return Err(ImageError::TooLarge {
-                        max_bytes: limits.max_bytes,
-                    })
-                }
-                ImageInput::Bytes(b) => b,
-                ImageInput::Url(_) => return Err(ImageError::InvalidFormat),
-            };
-            decode(&bytes, &limits)
+            // Declared first so it is dropped after the image.
+            let _counted = DecodedImage::count(&live);
+            let image = decode_input(input, &limits)
+                .map_err(|source| ServiceError::Image { role, source })?;
+            work(&image)
         })
         .await?
-        .map_err(err)
     }
 
-    /// Analyses a decoded image on the blocking pool; faces largest first.
-    async fn analyze(
-        &self,
-        image: Arc<RgbImage>,
-        request: AnalyzeRequest,
-    ) -> Result<Vec<AnalyzedFace>> {
-        let analyzer = self.analyzer.clone();
-        let mut faces = self
-            .cpu(move || analyzer.analyze(&image, &request))
-            .await??;
-        largest_first(&mut faces);
-        faces.truncate(20);
-        Ok(faces)
-    }
-
-    /// Loads an image and analyses it.
+    /// Loads an image and analyses it (one CPU slot throughout); faces
+    /// largest first, at most 20, and the image's size.
     async fn load_and_analyze(
         &self,
         input: ImageInput,
         role: ImageRole,
         request: AnalyzeRequest,
     ) -> Result<(Vec<AnalyzedFace>, u32, u32)> {
-        let image = self.load_image(input, role).await?;
-        let (w, h) = image.dimensions();
-        let faces = self.analyze(Arc::new(image), request).await?;
+        let analyzer = self.analyzer.clone();
+        let (mut faces, w, h) = self
+            .with_image(input, role, self.options.limits, move |image| {
+                let (w, h) = image.dimensions();
+                Ok((analyzer.analyze(image, &request)?, w, h))
+            })
+            .await?;
+        largest_first(&mut faces);
+        faces.truncate(20);
         Ok((faces, w, h))
     }
 
-    /// The largest face with its embedding, or InvalidParam naming `what`.
-    fn the_face(faces: Vec<AnalyzedFace>, what: &str) -> Result<(AnalyzedFace, Vec<f32>)> {
-        let mut face = faces
-            .into_iter()
-            .next()
-            .ok_or_else(|| ServiceError::invalid(format!("no face found in {what}")))?;
+    /// The largest face with its embedding, or NoFace naming `what`.
+    fn the_face(faces: Vec<AnalyzedFace>, what: &'static str) -> Result<(AnalyzedFace, Vec<f32>)> {
+        let mut face = faces.into_iter().next().ok_or(ServiceError::NoFace(what))?;
         let embedding = face
             .embedding
             .take()
@@ -478,11 +528,12 @@ impl Service {
         Ok(())
     }
 
-    /// One page of groups. `limit` is required unless a token is given.
+    /// One page of groups. `limit` (as parsed from the request, see
+    /// [`page_limit`]) is required unless a token is given.
     pub async fn list_groups(
         &self,
         tenant: &str,
-        limit: Option<i64>,
+        limit: Result<Option<i64>>,
         token: Option<String>,
     ) -> Result<Page<GroupInfo>> {
         let limit = page_limit(limit, token.as_deref())?;
@@ -494,13 +545,13 @@ impl Service {
     /// One group's details.
     pub async fn get_group(&self, tenant: &str, group_id: &str) -> Result<GroupInfo> {
         let (t, g) = (tenant.to_string(), group_id.to_string());
-        self.store(move |gal| gal.get_group(&t, &g)).await
+        self.group_store(move |gal| gal.get_group(&t, &g)).await
     }
 
     /// Deletes a group and its faces.
     pub async fn delete_group(&self, tenant: &str, group_id: &str) -> Result<()> {
         let (t, g) = (tenant.to_string(), group_id.to_string());
-        self.store(move |gal| gal.delete_group(&t, &g)).await
+        self.group_store(move |gal| gal.delete_group(&t, &g)).await
     }
 
     // ---- faces -----------------------------------------------------------
@@ -573,7 +624,7 @@ impl Service {
         let AddFacesOutcome {
             added, not_added, ..
         } = self
-            .store(move |gal| gal.add_faces(&t, &g, request, quota))
+            .group_store(move |gal| gal.add_faces(&t, &g, request, quota))
             .await?;
         let quota_partial = !not_added.is_empty();
         let mut details = details.into_iter();
@@ -596,21 +647,22 @@ impl Service {
             group_id.to_string(),
             face_id.to_string(),
         );
-        self.store(move |gal| gal.delete_face(&t, &g, &f)).await
+        self.group_store(move |gal| gal.delete_face(&t, &g, &f))
+            .await
     }
 
     /// One page of a group's faces, newest first, with the group's model
-    /// version.
+    /// version. `limit` as for [`Service::list_groups`].
     pub async fn list_faces(
         &self,
         tenant: &str,
         group_id: &str,
-        limit: Option<i64>,
+        limit: Result<Option<i64>>,
         token: Option<String>,
     ) -> Result<(String, Page<FaceRecord>)> {
         let limit = page_limit(limit, token.as_deref())?;
         let (t, g) = (tenant.to_string(), group_id.to_string());
-        self.store(move |gal| {
+        self.group_store(move |gal| {
             let info = gal.get_group(&t, &g)?;
             let page = gal.list_faces(&t, &g, limit, token.as_deref())?;
             Ok((info.model_version, page))
@@ -633,7 +685,7 @@ impl Service {
         let min_cos = self.analyzer.cosine_for_similarity(threshold) - 1e-4;
         let (t, g) = (tenant.to_string(), group_id.to_string());
         let hits = self
-            .store(move |gal| gal.search(&t, &g, &query, limit, min_cos, exclude.as_deref()))
+            .group_store(move |gal| gal.search(&t, &g, &query, limit, min_cos, exclude.as_deref()))
             .await?;
         Ok(hits
             .into_iter()
@@ -662,7 +714,9 @@ impl Service {
             group_id.to_string(),
             face_id.to_string(),
         );
-        let query = self.store(move |gal| gal.embedding_of(&t, &g, &f)).await?;
+        let query = self
+            .group_store(move |gal| gal.embedding_of(&t, &g, &f))
+            .await?;
         self.search_embedding(
             tenant,
             group_id,
@@ -713,17 +767,17 @@ impl Service {
             None => return Err(ServiceError::invalid("threshold is required")),
             Some(t) => check_threshold(t)?,
         };
-        let (src, tgt) = tokio::join!(
-            self.load_image(source, ImageRole::Source),
-            self.load_image(target, ImageRole::Target)
-        );
-        let (src, tgt) = (src?, tgt?);
-        let (sw, sh) = src.dimensions();
-        let (tw, th) = tgt.dimensions();
         let request = opts.request(true);
-        let src_faces = self.analyze(Arc::new(src), request).await?;
+        // Each image is decoded and analysed under its own CPU slot.
+        let (src, tgt) = tokio::join!(
+            self.load_and_analyze(source, ImageRole::Source, request),
+            self.load_and_analyze(target, ImageRole::Target, request)
+        );
+        // The source image's errors win over the target's, and both over a
+        // source without a face.
+        let (src_faces, sw, sh) = src?;
+        let (tgt_faces, tw, th) = tgt?;
         let (face, embedding) = Self::the_face(src_faces, "sourceImage")?;
-        let tgt_faces = self.analyze(Arc::new(tgt), request).await?;
         let mut matched = Vec::new();
         let mut unmatched = Vec::new();
         for f in &tgt_faces {
@@ -764,7 +818,7 @@ impl Service {
             face_id.to_string(),
         );
         let (record, registered) = self
-            .store(move |gal| Ok((gal.get_face(&t, &g, &f)?, gal.embedding_of(&t, &g, &f)?)))
+            .group_store(move |gal| Ok((gal.get_face(&t, &g, &f)?, gal.embedding_of(&t, &g, &f)?)))
             .await?;
         self.ensure_same_model(group_id, &record.model_version)?;
         let (faces, w, h) = self
@@ -787,32 +841,27 @@ impl Service {
         aligned: bool,
         condition: SpoofingCondition,
     ) -> Result<Vec<FaceDetail>> {
-        // An aligned crop of the wrong size is -45070 whatever its size, so
-        // the general 80 px minimum does not apply before that check.
-        let limits = if aligned {
-            facegate_image::Limits {
+        if aligned {
+            // An aligned crop of the wrong size is -45070 whatever its size,
+            // so the general 80 px minimum does not apply before that check.
+            let limits = Limits {
                 min_side: 1,
                 ..self.options.limits
-            }
-        } else {
-            self.options.limits
-        };
-        let image = self
-            .load_image_within(image, ImageRole::Image, limits)
-            .await?;
-        let (w, h) = image.dimensions();
-        if aligned {
-            if (w, h) != (ALIGNED_SIDE, ALIGNED_SIDE) {
-                return Err(ServiceError::AlignedSize {
-                    expected: ALIGNED_SIDE,
-                    width: w,
-                    height: h,
-                });
-            }
+            };
             let analyzer = self.analyzer.clone();
             let verdict = self
-                .cpu(move || analyzer.spoof_aligned(&image, condition))
-                .await??;
+                .with_image(image, ImageRole::Image, limits, move |crop| {
+                    let (w, h) = crop.dimensions();
+                    if (w, h) != (ALIGNED_SIDE, ALIGNED_SIDE) {
+                        return Err(ServiceError::AlignedSize {
+                            expected: ALIGNED_SIDE,
+                            width: w,
+                            height: h,
+                        });
+                    }
+                    Ok(analyzer.spoof_aligned(crop, condition)?)
+                })
+                .await?;
             return Ok(vec![FaceDetail {
                 bbox: BBox {
                     x0: 0.0,
@@ -832,7 +881,9 @@ impl Service {
             mask: false,
             spoofing: Some(condition),
         };
-        let faces = self.analyze(Arc::new(image), opts.request(false)).await?;
+        let (faces, w, h) = self
+            .load_and_analyze(image, ImageRole::Image, opts.request(false))
+            .await?;
         Ok(faces
             .iter()
             .map(|f| FaceDetail::from_analysis(f, w, h, opts))
@@ -850,9 +901,7 @@ impl Service {
         let (faces, _, _) = self
             .load_and_analyze(image, ImageRole::Image, request)
             .await?;
-        let face = faces
-            .first()
-            .ok_or_else(|| ServiceError::invalid("no face found in the image"))?;
+        let face = faces.first().ok_or(ServiceError::NoFace("the image"))?;
         let live = face
             .liveness
             .ok_or_else(|| ServiceError::Internal("analyzer returned no liveness".into()))?;
@@ -861,12 +910,15 @@ impl Service {
 }
 
 /// A listing's limit: required (1-200) without a token; ignored with one,
-/// because the token fixes the limit it was issued with.
-fn page_limit(limit: Option<i64>, token: Option<&str>) -> Result<usize> {
+/// whatever it is, because the token fixes the limit it was issued with
+/// (API.md: "a different limit beside a token is ignored"). `limit` comes
+/// as the surface parsed it, so a malformed value is an error only where
+/// the value matters. The returned value is unused with a token.
+pub fn page_limit(limit: Result<Option<i64>>, token: Option<&str>) -> Result<usize> {
     if token.is_some_and(|t| !t.is_empty()) {
         return Ok(1);
     }
-    match limit {
+    match limit? {
         None => Err(ServiceError::invalid("limit is required")),
         Some(l) => check_range("limit", l, 1, facegate_store::MAX_PAGE_LIMIT as i64),
     }
@@ -894,6 +946,25 @@ mod tests {
     /// end-to-end tests use the real engine.
     struct FakeAnalyzerForUnitTests {
         faces: Vec<AnalyzedFace>,
+        /// Fail every analysis with this (`true`: a per-face failure,
+        /// `false`: an engine failure).
+        fail: Option<bool>,
+        /// When set, each analysis reports on the first channel that it has
+        /// started, then waits for a go on the second.
+        gate: Option<(
+            tokio::sync::mpsc::UnboundedSender<()>,
+            std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        )>,
+    }
+
+    impl FakeAnalyzerForUnitTests {
+        fn new(faces: Vec<AnalyzedFace>) -> Self {
+            FakeAnalyzerForUnitTests {
+                faces,
+                fail: None,
+                gate: None,
+            }
+        }
     }
 
     fn fake_face(side: f32, seed: usize) -> AnalyzedFace {
@@ -924,6 +995,15 @@ mod tests {
             _image: &RgbImage,
             request: &AnalyzeRequest,
         ) -> Result<Vec<AnalyzedFace>, AnalyzerError> {
+            if let Some((started, go)) = &self.gate {
+                started.send(()).unwrap();
+                go.lock().unwrap().recv().unwrap();
+            }
+            match self.fail {
+                Some(true) => return Err(AnalyzerError::Face("alignment: /x/y".into())),
+                Some(false) => return Err(AnalyzerError::Engine("runtime: /x/y".into())),
+                None => {}
+            }
             Ok(self
                 .faces
                 .iter()
@@ -965,6 +1045,15 @@ mod tests {
     }
 
     fn service(dir: &std::path::Path, faces: Vec<AnalyzedFace>, quota: u64) -> Service {
+        service_with(dir, FakeAnalyzerForUnitTests::new(faces), quota, 1)
+    }
+
+    fn service_with(
+        dir: &std::path::Path,
+        analyzer: FakeAnalyzerForUnitTests,
+        quota: u64,
+        cpu_slots: usize,
+    ) -> Service {
         let key = MasterKey::generate().unwrap();
         let gallery = Gallery::open(
             &format!("sqlite://{}", dir.join("t.db").display()),
@@ -973,11 +1062,11 @@ mod tests {
         )
         .unwrap();
         Service::new(
-            Arc::new(FakeAnalyzerForUnitTests { faces }),
+            Arc::new(analyzer),
             Arc::new(gallery),
             ServiceOptions {
                 max_faces_per_group: quota,
-                cpu_slots: 1,
+                cpu_slots,
                 ..ServiceOptions::default()
             },
         )
@@ -1046,18 +1135,18 @@ mod tests {
         for g in ["a", "b", "c"] {
             svc.create_group("t", g).await.unwrap();
         }
-        let p1 = svc.list_groups("t", Some(2), None).await.unwrap();
+        let p1 = svc.list_groups("t", Ok(Some(2)), None).await.unwrap();
         assert_eq!(p1.items.len(), 2);
         assert!(!p1.next_token.is_empty());
         // No limit beside a token is fine; the token's limit applies.
         let p2 = svc
-            .list_groups("t", None, Some(p1.next_token.clone()))
+            .list_groups("t", Ok(None), Some(p1.next_token.clone()))
             .await
             .unwrap();
         assert_eq!(p2.items.len(), 1);
         assert_eq!(p2.next_token, "");
         assert!(matches!(
-            svc.list_groups("t", None, None).await,
+            svc.list_groups("t", Ok(None), None).await,
             Err(ServiceError::InvalidParam(_))
         ));
         // A token of one listing is not valid for another.
@@ -1073,20 +1162,48 @@ mod tests {
             .await
             .unwrap();
         }
-        let (version, f1) = svc.list_faces("t", "a", Some(2), None).await.unwrap();
+        let (version, f1) = svc.list_faces("t", "a", Ok(Some(2)), None).await.unwrap();
         assert_eq!(version, "fake-v1");
         assert_eq!(f1.items.len(), 2);
         let (_, f2) = svc
-            .list_faces("t", "a", Some(200), Some(f1.next_token.clone()))
+            .list_faces("t", "a", Ok(Some(200)), Some(f1.next_token.clone()))
             .await
             .unwrap();
         assert_eq!(f2.items.len(), 1);
         assert!(matches!(
-            svc.list_groups("t", Some(2), Some(f1.next_token)).await,
+            svc.list_groups("t", Ok(Some(2)), Some(f1.next_token)).await,
             Err(ServiceError::Store(
                 facegate_store::StoreError::InvalidToken(_)
             ))
         ));
+        // Beside a token, whatever limit the client sent is ignored, even
+        // one that does not parse; without a token it is an error.
+        let p1 = svc.list_groups("t", Ok(Some(2)), None).await.unwrap();
+        let garbage = || Err(ServiceError::invalid("limit must be an integer"));
+        let p2 = svc
+            .list_groups("t", garbage(), Some(p1.next_token.clone()))
+            .await
+            .unwrap();
+        assert_eq!(p2.items.len(), 1);
+        let p2 = svc
+            .list_groups("t", Ok(Some(-7)), Some(p1.next_token))
+            .await
+            .unwrap();
+        assert_eq!(p2.items.len(), 1);
+        assert!(matches!(
+            svc.list_groups("t", garbage(), None).await,
+            Err(ServiceError::InvalidParam(_))
+        ));
+        assert!(matches!(
+            svc.list_groups("t", garbage(), Some(String::new())).await,
+            Err(ServiceError::InvalidParam(_))
+        ));
+        let (_, f1) = svc.list_faces("t", "a", Ok(Some(2)), None).await.unwrap();
+        let (_, f2) = svc
+            .list_faces("t", "a", garbage(), Some(f1.next_token))
+            .await
+            .unwrap();
+        assert_eq!(f2.items.len(), 1);
     }
 
     #[tokio::test]
@@ -1128,7 +1245,7 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, ServiceError::InvalidParam(ref m) if m.contains("no face")));
+        assert!(matches!(err, ServiceError::NoFace("the image")));
     }
 
     #[tokio::test]
@@ -1148,6 +1265,122 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ServiceError::AlignedSize { .. }));
+    }
+
+    /// Decode and analysis share one CPU slot: while the only slot
+    /// analyses one image, the other requests wait with their encoded bytes
+    /// and have decoded nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decoded_images_never_outnumber_cpu_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (go_tx, go_rx) = std::sync::mpsc::sync_channel(16);
+        let analyzer = FakeAnalyzerForUnitTests {
+            gate: Some((started_tx, std::sync::Mutex::new(go_rx))),
+            ..FakeAnalyzerForUnitTests::new(vec![fake_face(50.0, 0)])
+        };
+        let svc = Arc::new(service_with(dir.path(), analyzer, 100, 1));
+        let requests: Vec<_> = (0..4)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.detect(png(400, 400), FaceOptions::default()).await })
+            })
+            .collect();
+        for round in 0..4 {
+            tokio::time::timeout(std::time::Duration::from_secs(10), started_rx.recv())
+                .await
+                .expect("an analysis starts")
+                .unwrap();
+            // Give the waiting requests every chance to decode early.
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            assert_eq!(svc.decoded_images(), 1, "round {round}");
+            go_tx.send(()).unwrap();
+        }
+        for r in requests {
+            assert_eq!(r.await.unwrap().unwrap().len(), 1);
+        }
+        assert_eq!(svc.decoded_images(), 0);
+    }
+
+    #[tokio::test]
+    async fn per_face_failures_are_the_clients_engine_failures_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (fail, client) in [(true, true), (false, false)] {
+            let analyzer = FakeAnalyzerForUnitTests {
+                fail: Some(fail),
+                ..FakeAnalyzerForUnitTests::new(vec![fake_face(50.0, 0)])
+            };
+            let svc = service_with(dir.path(), analyzer, 100, 1);
+            let err = svc
+                .detect(png(100, 100), FaceOptions::default())
+                .await
+                .unwrap_err();
+            match err {
+                ServiceError::Analyzer(AnalyzerError::Face(_)) => assert!(client),
+                ServiceError::Analyzer(AnalyzerError::Engine(_)) => assert!(!client),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(svc.decoded_images(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_group_ids_are_not_found_except_on_create() {
+        use facegate_store::StoreError as S;
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path(), vec![fake_face(50.0, 0)], 100);
+        assert!(matches!(
+            svc.create_group("t", "Bad_Id").await,
+            Err(ServiceError::Store(S::InvalidGroupId))
+        ));
+        let face = "00000000-0000-4000-8000-000000000000";
+        let long = "a".repeat(256);
+        for bad in ["Bad_Id", "", long.as_str(), "a b"] {
+            let not_found = |r: Result<(), ServiceError>| {
+                assert!(
+                    matches!(r, Err(ServiceError::Store(S::GroupNotFound))),
+                    "{bad:?}: {r:?}"
+                )
+            };
+            not_found(svc.get_group("t", bad).await.map(drop));
+            not_found(svc.delete_group("t", bad).await);
+            not_found(
+                svc.register(
+                    "t",
+                    bad,
+                    png(100, 100),
+                    None,
+                    Some(1),
+                    FaceOptions::default(),
+                )
+                .await
+                .map(drop),
+            );
+            not_found(svc.list_faces("t", bad, Ok(Some(5)), None).await.map(drop));
+            not_found(svc.delete_face("t", bad, face).await);
+            not_found(
+                svc.search_by_face("t", bad, face, Some(5), Some(50.0))
+                    .await
+                    .map(drop),
+            );
+            not_found(
+                svc.search_by_image(
+                    "t",
+                    bad,
+                    png(100, 100),
+                    Some(5),
+                    Some(50.0),
+                    FaceOptions::default(),
+                )
+                .await
+                .map(drop),
+            );
+            not_found(
+                svc.verify("t", bad, face, png(100, 100), FaceOptions::default())
+                    .await
+                    .map(drop),
+            );
+        }
     }
 
     #[test]

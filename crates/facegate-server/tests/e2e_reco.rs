@@ -116,6 +116,18 @@ fn groups_paging_and_tokens() {
         assert_eq!(p1["data"]["groupCount"], 2);
         let token = p1["data"]["nextToken"].as_str().unwrap().to_string();
         assert!(!token.is_empty());
+        // Any limit beside a token is ignored, even one that does not parse
+        // or is out of range: the token fixes the limit.
+        for bad in ["abc", "", "0", "-3", "201", "1.5"] {
+            let v = s
+                .get(&format!("/groups?limit={bad}&next-token={token}"))
+                .await;
+            assert_code(&v, 0);
+            assert_eq!(v["data"]["groupCount"], 1, "limit={bad}");
+        }
+        // Beside a bad token, the token's error, not the limit's.
+        let v = s.get("/groups?limit=abc&next-token=garbage").await;
+        assert_error(&v, -40040, "InvalidTokenError");
         let p2 = s.get(&format!("/groups?limit=1&next-token={token}")).await;
         assert_code(&p2, 0);
         assert_eq!(p2["data"]["groupCount"], 1);
@@ -173,6 +185,67 @@ fn groups_paging_and_tokens() {
             -40030,
             "NotFoundGroupError",
         );
+        s.stop().await;
+    });
+}
+
+/// A group id that breaks the id rule is InvalidGroupID only where a group
+/// is created; every other route says NotFoundGroupError, as the seed's
+/// error tables list, since no such group can exist.
+#[test]
+fn malformed_group_ids_are_not_found_outside_create() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TestServer::start(dir.path(), Setup::default()).await;
+        let v = s.post("/groups", json!({"groupId": "Bad_Id"})).await;
+        assert_error(&v, -40010, "InvalidGroupID");
+        let long = "a".repeat(256);
+        let v = s.post("/groups", json!({ "groupId": long })).await;
+        assert_error(&v, -40010, "InvalidGroupID");
+        let face = "00000000-0000-4000-8000-000000000000";
+        let img = image_bytes(&flat_png(100, 100));
+        for g in ["Bad_Id", "UPPER", "a%20b", "%C3%A9", long.as_str()] {
+            let not_found = |v: Value, what: &str| {
+                assert_code(&v, -40030);
+                assert_eq!(
+                    v["header"]["resultMessage"], "NotFoundGroupError",
+                    "{what} {g}: {v:#}"
+                );
+            };
+            not_found(s.get(&format!("/groups/{g}")).await, "get");
+            not_found(s.delete(&format!("/groups/{g}")).await, "delete");
+            not_found(
+                s.post(&format!("/groups/{g}"), json!({"image": img, "limit": 1}))
+                    .await,
+                "register",
+            );
+            not_found(s.get(&format!("/groups/{g}/faces?limit=5")).await, "list");
+            not_found(
+                s.get(&format!("/groups/{g}/faces/{face}?limit=5&threshold=50"))
+                    .await,
+                "search by face",
+            );
+            not_found(
+                s.delete(&format!("/groups/{g}/faces/{face}")).await,
+                "delete face",
+            );
+            not_found(
+                s.post(
+                    &format!("/groups/{g}/search?limit=5&threshold=50"),
+                    json!({ "image": img }),
+                )
+                .await,
+                "search",
+            );
+            not_found(
+                s.post(
+                    &format!("/verify/groups/{g}/faces/{face}"),
+                    json!({ "compareImage": img }),
+                )
+                .await,
+                "verify",
+            );
+        }
         s.stop().await;
     });
 }
@@ -529,6 +602,11 @@ fn register_search_compare_verify_delete_flow() {
             .get(&format!("/groups/people/faces?next-token={tok}"))
             .await;
         assert_eq!(p2["data"]["faceCount"], 2);
+        let again = s
+            .get(&format!("/groups/people/faces?limit=lots&next-token={tok}"))
+            .await;
+        assert_code(&again, 0);
+        assert_eq!(again["data"]["faces"], p2["data"]["faces"]);
         assert_eq!(p2["data"]["nextToken"], "");
         let mut listed: Vec<String> = p1["data"]["faces"]
             .as_array()
@@ -875,6 +953,33 @@ fn spoofing_endpoints() {
         let v = r.json();
         assert_code(&v, 0);
         assert_eq!(v["data"]["faceDetailCount"], 6);
+        // A part given twice is refused, not silently resolved.
+        let part = |name: &str, data: &[u8]| {
+            let mut p = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+            )
+            .into_bytes();
+            p.extend_from_slice(data);
+            p.extend_from_slice(b"\r\n");
+            p
+        };
+        let small = flat_png(100, 100);
+        for parts in [
+            vec![part("imageFile", &small), part("imageFile", &t1_raw)],
+            vec![
+                part("imageFile", &small),
+                part("spoofingCondition", b"weak"),
+                part("spoofingCondition", b"strict"),
+            ],
+        ] {
+            let mut body = parts.concat();
+            body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+            let r = send("POST", &url, &[("authorization", LIVE_KEY), ("content-type", &ct)], Some(body)).await;
+            assert_eq!(r.status, 200);
+            let v = r.json();
+            assert_error(&v, -40000, "InvalidParam");
+            assert!(v["header"]["detail"].as_str().unwrap().contains("more than once"), "{v:#}");
+        }
         // Liveness image errors use the same codes.
         let body = json!({"image": {"bytes": "***"}});
         let r = send(
@@ -917,10 +1022,21 @@ fn spoofing_endpoints() {
             assert_eq!(v["errorCode"], 1016);
             assert!(v["transactionId"].is_string() && v["message"].is_string());
         }
-        for img in [b64(b"not an image"), b64(&flat_png(200, 200))] {
+        // 1017 messages are fixed words of ours, never a decoder's.
+        for (img, message) in [
+            (b64(b"not an image"), "faceImage: image is neither PNG nor JPEG"),
+            (
+                b64(&t1_raw[..t1_raw.len() / 3]),
+                "faceImage: image could not be decoded (corrupt or truncated)",
+            ),
+            ("@@@@".to_string(), "faceImage: image data is not valid Base64"),
+            (b64(&flat_png(200, 200)), "no face found in faceImage"),
+        ] {
             let r = post(json!({ "faceImage": img }).to_string()).await;
             assert_eq!(r.status, 400);
-            assert_eq!(r.json()["errorCode"], 1017);
+            let v = r.json();
+            assert_eq!(v["errorCode"], 1017);
+            assert_eq!(v["message"], message);
         }
         s.stop().await;
     });
@@ -1052,6 +1168,153 @@ fn key_rotation_while_serving_keeps_reads_and_writes_working() {
                 0,
             );
         }
+        s.stop().await;
+    });
+}
+
+/// An engine that fails in each way the real one can: a face it cannot
+/// analyse (100 px wide images), an engine failure (other images), and a
+/// panic (in `model_version`, which handlers call on the async side).
+struct FaultyEngine;
+
+impl facegate_server::FaceAnalyzer for FaultyEngine {
+    fn analyze(
+        &self,
+        image: &facegate_image::RgbImage,
+        _: &facegate_server::analyzer::AnalyzeRequest,
+    ) -> Result<
+        Vec<facegate_server::analyzer::AnalyzedFace>,
+        facegate_server::analyzer::AnalyzerError,
+    > {
+        use facegate_server::analyzer::AnalyzerError;
+        if image.width() == 100 {
+            Err(AnalyzerError::Face(
+                "mask: non-finite landmark in /srv/secret".into(),
+            ))
+        } else {
+            Err(AnalyzerError::Engine(
+                "runtime /srv/secret/model.onnx failed".into(),
+            ))
+        }
+    }
+    fn spoof_aligned(
+        &self,
+        _: &facegate_image::RgbImage,
+        _: facegate_server::SpoofingCondition,
+    ) -> Result<facegate_server::analyzer::Liveness, facegate_server::analyzer::AnalyzerError> {
+        Err(facegate_server::analyzer::AnalyzerError::Engine(
+            "/srv/secret".into(),
+        ))
+    }
+    fn model_version(&self) -> String {
+        panic!("model registry at /srv/secret is gone")
+    }
+    fn similarity(&self, cosine: f32) -> f32 {
+        cosine * 100.0
+    }
+    fn cosine_for_similarity(&self, similarity: f32) -> f32 {
+        similarity / 100.0
+    }
+}
+
+#[test]
+fn engine_failures_and_panics_reach_clients_as_the_contract_says() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_in(dir.path(), &Setup::default());
+        let db = on_postgres().then(PgDatabase::create);
+        if let Some(db) = &db {
+            config.database_url = Some(db.url.clone());
+        }
+        let options = facegate_server::StartOptions {
+            analyzer: Some(std::sync::Arc::new(FaultyEngine)),
+            ..facegate_server::StartOptions::default()
+        };
+        let mut s = TestServer::start_with(config, options, db).await;
+        let unusable = image_bytes(&flat_png(100, 100));
+        let failing = image_bytes(&flat_png(120, 120));
+        let no_secret = |v: &Value| assert!(!v.to_string().contains("secret"), "{v:#}");
+
+        // A face the engine cannot analyse is the request's fault.
+        let v = s.post("/detect", json!({ "image": unusable })).await;
+        assert_error(&v, -40000, "InvalidParam");
+        no_secret(&v);
+        // The engine failing is the server's.
+        let v = s.post("/detect", json!({ "image": failing })).await;
+        assert_error(&v, -50000, "InternalServerError");
+        no_secret(&v);
+        let v = s
+            .post(
+                "/spoofing",
+                json!({"image": image_bytes(&flat_png(224, 224)), "aligned": true}),
+            )
+            .await;
+        assert_error(&v, -50000, "InternalServerError");
+
+        let url = format!("{}/v1.0/appkeys/{APP}/spoofing", s.base);
+        for (img, code) in [(&unusable, -40000), (&failing, -50000)] {
+            let r = send(
+                "POST",
+                &url,
+                &[
+                    ("authorization", LIVE_KEY),
+                    ("content-type", "application/json"),
+                ],
+                Some(json!({ "image": img }).to_string().into_bytes()),
+            )
+            .await;
+            let v = r.json();
+            assert_code(&v, code);
+            no_secret(&v);
+        }
+
+        let url = format!("{}/modules/liveness", s.base);
+        for (img, status) in [(&unusable, 400), (&failing, 500)] {
+            let r = send(
+                "POST",
+                &url,
+                &[
+                    ("x-api-key", ARGOS_KEY),
+                    ("content-type", "application/json"),
+                ],
+                Some(
+                    json!({ "faceImage": img["bytes"] })
+                        .to_string()
+                        .into_bytes(),
+                ),
+            )
+            .await;
+            assert_eq!(r.status, status, "{}", r.text());
+            let v = r.json();
+            if status == 400 {
+                assert_eq!(v["errorCode"], 1017);
+            }
+            assert!(v["transactionId"].is_string() && v["message"].is_string());
+            no_secret(&v);
+        }
+
+        // A panic in a handler: the surface's internal error, no trace,
+        // and the server goes on serving.
+        for _ in 0..2 {
+            let r = send(
+                "POST",
+                &s.reco("/groups"),
+                &[
+                    ("x-nhn-apikey", FACE_KEY),
+                    ("content-type", "application/json"),
+                ],
+                Some(json!({"groupId": "g"}).to_string().into_bytes()),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.headers.contains_key("x-request-id"));
+            let v = r.json();
+            assert_error(&v, -50000, "InternalServerError");
+            no_secret(&v);
+            assert!(!r.text().contains("panicked"));
+        }
+        let r = send("GET", &format!("{}/healthz", s.base), &[], None).await;
+        assert_eq!(r.status, 200);
         s.stop().await;
     });
 }

@@ -2,6 +2,7 @@
 
 mod vision_cmds;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -155,6 +156,27 @@ fn print_tenant_keys(t: &TenantConfig) {
     println!("argos_api_key:       {}  (x-api-key)", t.argos_api_key);
 }
 
+/// The first start's message. On a terminal it shows the new tenant's
+/// keys once. Anywhere else (a service manager's journal, a log file, a
+/// pipe) it names only the config file, which holds the keys and is
+/// readable by its owner alone (mode 0600): keys must not end up in logs.
+fn announce_first_start(config: &Path, t: &TenantConfig, to_terminal: bool) {
+    if to_terminal {
+        println!(
+            "First start: created {} with one tenant. Keep these keys; they are not shown again:",
+            config.display()
+        );
+        print_tenant_keys(t);
+    } else {
+        println!(
+            "First start: created {} (mode 0600) with one tenant, appKey {}. Its keys are in \
+             that file; they are not printed because standard output is not a terminal.",
+            config.display(),
+            t.app_key
+        );
+    }
+}
+
 fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let path = explicit.unwrap_or_else(facegate_server::default_config_path);
     if !path.exists() {
@@ -171,11 +193,7 @@ fn serve(config: Option<PathBuf>) -> CmdResult {
     init_logging();
     let loaded = facegate_server::load_or_init(config.as_deref())?;
     if let Some(t) = &loaded.created_tenant {
-        println!(
-            "First start: created {} with one tenant. Keep these keys; they are not shown again:",
-            loaded.path.display()
-        );
-        print_tenant_keys(t);
+        announce_first_start(&loaded.path, t, std::io::stdout().is_terminal());
     }
     let model_dir = loaded.config.model_dir();
     ensure_models(&model_dir)?;

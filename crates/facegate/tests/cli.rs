@@ -116,3 +116,92 @@ fn hostile_files_are_reported_not_crashed_on() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
+
+/// `facegate serve` with no config file (a first start) under systemd or
+/// with output captured: the keys must not reach the captured output.
+#[test]
+fn first_start_without_a_terminal_prints_the_config_path_not_the_keys() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("serve")
+        .env_remove("FACEGATE_CONFIG")
+        .env("FACEGATE_DATA_DIR", &data)
+        .env("FACEGATE_LISTEN", "127.0.0.1:0")
+        .env(
+            "FACEGATE_MODEL_DIR",
+            dir_from_env("FACEGATE_MODEL_DIR", "target/test-models"),
+        )
+        .env("FACEGATE_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The announcement comes before anything slow (models, store).
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let printed = format!("{first}{rest}{stderr}");
+
+    let config_file = data.join("facegate.toml");
+    assert!(first.starts_with("First start"), "{printed}");
+    assert!(
+        first.contains(&config_file.display().to_string()),
+        "{printed}"
+    );
+    let config: toml_keys::Keys = toml_keys::read(&config_file);
+    assert_eq!(config.len(), 3, "three keys in the config file");
+    for key in config {
+        assert!(!printed.contains(&key), "a key was printed: {printed}");
+    }
+}
+
+/// A misspelt override is an error naming it, before anything is created.
+#[test]
+fn unknown_facegate_environment_variables_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("serve")
+        .env_remove("FACEGATE_CONFIG")
+        .env("FACEGATE_DATA_DIR", &data)
+        .env("FACEGATE_LISTN", "0.0.0.0:9999")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("FACEGATE_LISTN"), "{stderr}");
+    assert!(!data.join("facegate.toml").exists());
+}
+
+/// The three API keys of a config file, read without a TOML parser (this
+/// crate's tests have none): the values of `*_key = "..."` lines.
+mod toml_keys {
+    pub type Keys = Vec<String>;
+
+    pub fn read(path: &std::path::Path) -> Keys {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                let k = k.trim();
+                (k.ends_with("_api_key") || k == "liveness_secret_key")
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })
+            .collect()
+    }
+}

@@ -11,8 +11,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::analyzer::AnalyzerError;
 use crate::app::AppState;
-use crate::error::ServiceError;
+use crate::error::{image_error_text, ServiceError};
 use crate::service::ImageInput;
 
 /// The API key header of this surface.
@@ -50,6 +51,19 @@ struct ErrorBody<'a> {
     error_code: Option<u32>,
 }
 
+/// The `message` of a 1017 answer: fixed wording of ours, never an
+/// engine's, decoder's or store's text.
+fn not_analysable_message(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Image { source, .. } => format!("faceImage: {}", image_error_text(source)),
+        ServiceError::NoFace(_) => "no face found in faceImage".into(),
+        ServiceError::Analyzer(AnalyzerError::Face(_)) => {
+            "the face in faceImage could not be analysed".into()
+        }
+        _ => "faceImage could not be analysed".into(),
+    }
+}
+
 /// The one mapping of errors onto this surface.
 pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
     let (status, code, message) = match err {
@@ -61,12 +75,17 @@ pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
         ),
         ArgosError::Service(e) => match e {
             ServiceError::InvalidParam(_)
+            | ServiceError::NoFace(_)
             | ServiceError::Image { .. }
-            | ServiceError::AlignedSize { .. } => (
-                StatusCode::BAD_REQUEST,
-                Some(ERROR_NOT_ANALYSABLE),
-                format!("face analysis failed: {e}"),
-            ),
+            | ServiceError::AlignedSize { .. }
+            | ServiceError::Analyzer(AnalyzerError::Face(_)) => {
+                tracing::debug!(error = %e, "request refused");
+                (
+                    StatusCode::BAD_REQUEST,
+                    Some(ERROR_NOT_ANALYSABLE),
+                    not_analysable_message(e),
+                )
+            }
             ServiceError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, None, "Unauthorized".to_string())
             }
@@ -129,11 +148,9 @@ async fn handle(
         .by_argos_key(key)
         .ok_or(ArgosError::Unauthorized)?;
     let svc = st.service()?;
-    let body = body.map_err(|_| {
-        ArgosError::Service(ServiceError::invalid(
-            "request body unreadable or too large",
-        ))
-    })?;
+    // Over the body limit is an oversized image (1017), as on the NHN
+    // surfaces.
+    let body = super::nhn_reco::body_bytes(body)?;
     // Anything that does not yield a non-empty faceImage string is 1016.
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| ArgosError::MissingImage)?;
@@ -205,6 +222,59 @@ mod tests {
         .await;
         assert_eq!(s, 500);
         assert!(!v["message"].as_str().unwrap().contains("/x"));
+    }
+
+    /// 400 messages are our own fixed words: no decoder, Base64, engine or
+    /// network text reaches the client.
+    #[tokio::test]
+    async fn client_messages_never_carry_internal_text() {
+        use facegate_image::{ImageError, UrlError};
+        let image = |source| ServiceError::Image {
+            role: crate::error::ImageRole::Image,
+            source,
+        };
+        let cases = [
+            image(ImageError::Decode(
+                "/usr/lib/x86_64/libjpeg.so: bad huffman table".into(),
+            )),
+            image(ImageError::InvalidBase64(
+                "Invalid symbol 42, offset 7.".into(),
+            )),
+            image(ImageError::InvalidUrl(UrlError::ForbiddenAddress(
+                [10, 0, 0, 1].into(),
+            ))),
+            image(ImageError::InvalidFormat),
+            image(ImageError::TooLarge { max_bytes: 3 }),
+            ServiceError::NoFace("the image"),
+            AnalyzerError::Face("alignment: /models/dlib.onnx NaN".into()).into(),
+        ];
+        let mut messages = Vec::new();
+        for e in cases {
+            let (s, v) = parts(to_wire(&ArgosError::Service(e), "t")).await;
+            assert_eq!((s, v["errorCode"].as_u64()), (400, Some(1017)), "{v}");
+            let m = v["message"].as_str().unwrap().to_string();
+            for leak in [
+                "/usr",
+                "libjpeg",
+                "huffman",
+                "symbol 42",
+                "10.0.0.1",
+                "/models",
+                "NaN",
+            ] {
+                assert!(!m.contains(leak), "{m}");
+            }
+            messages.push(m);
+        }
+        assert_eq!(messages[5], "no face found in faceImage");
+        // An engine failure is a 500 with a fixed text.
+        let (s, v) = parts(to_wire(
+            &ArgosError::Service(AnalyzerError::Engine("/models/x: oom".into()).into()),
+            "t",
+        ))
+        .await;
+        assert_eq!(s, 500);
+        assert_eq!(v["message"], "internal server error");
     }
 
     #[test]

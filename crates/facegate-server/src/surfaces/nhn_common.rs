@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use crate::error::{ImageRole, ServiceError};
+use crate::analyzer::AnalyzerError;
+use crate::error::{image_error_text, ImageRole, ServiceError};
 use crate::service::{FaceDetail, ImageInput};
 
 /// The NHN result codes of API.md's table.
@@ -214,6 +215,7 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
     use facegate_store::StoreError as S;
     match err {
         ServiceError::InvalidParam(d) => (NhnCode::InvalidParam, Some(d.clone())),
+        ServiceError::NoFace(_) => (NhnCode::InvalidParam, Some(err.to_string())),
         ServiceError::Unauthorized => (NhnCode::UnauthorizedAppKey, None),
         ServiceError::AlignedSize { .. } => (NhnCode::InvalidImageSize, Some(err.to_string())),
         ServiceError::Image { source, .. } => {
@@ -226,17 +228,7 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
                 I::Timeout => NhnCode::ImageTimeout,
                 _ => NhnCode::InvalidParam,
             };
-            // URL failures get one generic detail: the precise reason (say,
-            // which private address a host resolved to) would help map the
-            // operator's network.
-            let detail = match source {
-                I::InvalidUrl(_) => {
-                    tracing::debug!(reason = %source, "image URL refused");
-                    "the image URL is not allowed or could not be fetched".to_string()
-                }
-                _ => source.to_string(),
-            };
-            (code, Some(detail))
+            (code, Some(image_error_text(source)))
         }
         ServiceError::Store(s) => match s {
             S::InvalidGroupId => (NhnCode::InvalidGroupId, Some(s.to_string())),
@@ -252,18 +244,28 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
             _ => (NhnCode::InternalServerError, None),
         },
         ServiceError::NotReady => (NhnCode::InternalServerError, Some(err.to_string())),
-        ServiceError::Analyzer(_) | ServiceError::Internal(_) => {
+        // The request's image holds a face the engine cannot work with: a
+        // parameter error, as a missing face is. The engine's text stays
+        // in the log.
+        ServiceError::Analyzer(AnalyzerError::Face(_)) => {
+            (NhnCode::InvalidParam, Some(FACE_NOT_ANALYSABLE.to_string()))
+        }
+        ServiceError::Analyzer(AnalyzerError::Engine(_)) | ServiceError::Internal(_) => {
             (NhnCode::InternalServerError, None)
         }
     }
 }
+
+/// The detail of a face the engine could not analyse.
+pub const FACE_NOT_ANALYSABLE: &str =
+    "a face in the image could not be analysed (unusable landmarks or crop)";
 
 /// Logs what the client will not see.
 pub fn log_if_internal(code: NhnCode, err: &ServiceError) {
     if code == NhnCode::InternalServerError {
         tracing::error!(error = %err, "request failed");
     } else {
-        tracing::debug!(code = code.code(), "request refused");
+        tracing::debug!(code = code.code(), error = %err, "request refused");
     }
 }
 
@@ -582,9 +584,14 @@ mod tests {
                 NhnCode::InternalServerError,
             ),
             (
-                crate::analyzer::AnalyzerError("x".into()).into(),
+                AnalyzerError::Engine("x".into()).into(),
                 NhnCode::InternalServerError,
             ),
+            (
+                AnalyzerError::Face("x".into()).into(),
+                NhnCode::InvalidParam,
+            ),
+            (ServiceError::NoFace("the image"), NhnCode::InvalidParam),
         ];
         for (err, code) in cases {
             assert_eq!(classify(&err).0, code, "{err:?}");
@@ -597,6 +604,24 @@ mod tests {
         assert_eq!(d, None);
         let (_, d) = classify(&StoreError::InvalidToken("bad mac").into());
         assert_eq!(d, None);
+        let (_, d) = classify(&AnalyzerError::Engine("/models/x.onnx: bad".into()).into());
+        assert_eq!(d, None);
+        // A per-face failure is the client's, but the engine's words are not.
+        let (code, d) = classify(&AnalyzerError::Face("alignment: /models/x".into()).into());
+        assert_eq!(code, NhnCode::InvalidParam);
+        assert_eq!(d.as_deref(), Some(FACE_NOT_ANALYSABLE));
+        // Decoder and Base64 library messages are not echoed.
+        for source in [
+            ImageError::Decode("libjpeg at /usr/lib: huffman".into()),
+            ImageError::InvalidBase64("Invalid byte 42, offset 0.".into()),
+            ImageError::InvalidUrl(UrlError::ForbiddenAddress([10, 0, 0, 1].into())),
+        ] {
+            let (_, d) = classify(&img(source));
+            let d = d.unwrap();
+            for leak in ["/usr/lib", "huffman", "byte 42", "10.0.0.1"] {
+                assert!(!d.contains(leak), "{d}");
+            }
+        }
     }
 
     #[test]

@@ -68,12 +68,22 @@ async fn read_multipart(
             Ok(None) => break,
             Err(e) => return Err(multipart_error(e)),
         };
+        // A part given twice is ambiguous (which image, which condition?):
+        // refused rather than silently taking one.
         match field.name() {
             Some("imageFile") => {
+                if image.is_some() {
+                    return Err(ServiceError::invalid("imageFile is given more than once"));
+                }
                 let data = field.bytes().await.map_err(multipart_error)?;
                 image = Some(ImageInput::Bytes(data.to_vec()));
             }
             Some("spoofingCondition") => {
+                if condition.is_some() {
+                    return Err(ServiceError::invalid(
+                        "spoofingCondition is given more than once",
+                    ));
+                }
                 condition = Some(field.text().await.map_err(multipart_error)?);
             }
             // Unknown fields are ignored, as JSON's unknown keys are.
@@ -145,5 +155,69 @@ async fn spoofing(
     match handle(&st, path, req).await {
         Ok(r) => r,
         Err(e) => to_wire(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenants::Tenants;
+
+    const BOUNDARY: &str = "XtestBoundaryX";
+
+    fn multipart(parts: &[(&str, &[u8])]) -> Request {
+        let mut body = Vec::new();
+        for (name, data) in parts {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        Request::builder()
+            .method("POST")
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn repeated_parts_are_invalid_params() {
+        let st = AppState::new(Tenants::default());
+        let (image, condition) = read_multipart(
+            &st,
+            multipart(&[("imageFile", b"abc"), ("spoofingCondition", b"weak")]),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(image, ImageInput::Bytes(ref b) if b == b"abc"));
+        assert_eq!(condition.as_deref(), Some("weak"));
+        for parts in [
+            &[("imageFile", &b"abc"[..]), ("imageFile", b"def")][..],
+            &[
+                ("imageFile", b"abc"),
+                ("spoofingCondition", b"weak"),
+                ("spoofingCondition", b"strict"),
+            ],
+            &[
+                ("spoofingCondition", b"weak"),
+                ("spoofingCondition", b"weak"),
+            ],
+        ] {
+            let err = read_multipart(&st, multipart(parts)).await.unwrap_err();
+            assert!(
+                matches!(err, ServiceError::InvalidParam(ref m) if m.contains("more than once")),
+                "{err:?}"
+            );
+        }
+        let err = read_multipart(&st, multipart(&[("spoofingCondition", b"weak")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::InvalidParam(_)));
     }
 }

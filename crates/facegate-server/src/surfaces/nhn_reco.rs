@@ -179,7 +179,7 @@ async fn list_groups(
         let q = query(q)?;
         let page = c
             .svc
-            .list_groups(&c.tenant, query_int(&q, "limit")?, token(&q))
+            .list_groups(&c.tenant, query_int(&q, "limit"), token(&q))
             .await?;
         Ok(ok(GroupList {
             group_count: page.items.len(),
@@ -378,7 +378,7 @@ async fn list_faces(
             .list_faces(
                 &c.tenant,
                 c.param("group_id"),
-                query_int(&q, "limit")?,
+                query_int(&q, "limit"),
                 token(&q),
             )
             .await?;

@@ -1,0 +1,439 @@
+//! Scale benchmark of a whole `facegate serve` process over a big group:
+//!
+//! * cold start: time from spawning `facegate serve` to `/readyz` = 200,
+//!   with `--faces` stored faces, against an empty database in the same run
+//!   (both load the same models, so the difference is the store);
+//! * registration throughput into that group: through the store alone (one
+//!   transaction per face, as the API does, minus the vision), and over
+//!   HTTP with real photos, each against an empty group in the same run.
+//!
+//! ```sh
+//! cargo build --release -p facegate --bins --examples
+//! ./target/release/examples/serve_bench --faces 100000
+//! ./target/release/examples/serve_bench --faces 100000 --postgres postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+//!
+//! Options: `--faces N` (100000), `--starts N` cold starts per case (5),
+//! `--registrations N` store-level registrations per case (1000),
+//! `--http-registrations N` photos registered over HTTP per case (200),
+//! `--models DIR` (target/test-models), `--orl DIR`
+//! (../shared/datasets/orl_faces/images), `--postgres ADMIN_URL` to run on
+//! a fresh PostgreSQL database created (and dropped) under that server
+//! instead of SQLite.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use facegate_server::config::RuntimeSetting;
+use facegate_store::{BBox, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces};
+
+const APP: &str = "bench-app";
+const FACE_KEY: &str = "bench-face-key";
+const BIG: &str = "big";
+const EMPTY: &str = "empty";
+const DIM: usize = 128;
+
+struct Args {
+    faces: usize,
+    starts: usize,
+    registrations: usize,
+    http_registrations: usize,
+    models: PathBuf,
+    orl: PathBuf,
+    postgres: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        faces: 100_000,
+        starts: 5,
+        registrations: 1000,
+        http_registrations: 200,
+        models: PathBuf::from("target/test-models"),
+        orl: PathBuf::from("../shared/datasets/orl_faces/images"),
+        postgres: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let num = || value.parse::<usize>().expect("a number");
+        match flag.as_str() {
+            "--faces" => a.faces = num(),
+            "--starts" => a.starts = num(),
+            "--registrations" => a.registrations = num(),
+            "--http-registrations" => a.http_registrations = num(),
+            "--models" => a.models = PathBuf::from(value),
+            "--orl" => a.orl = PathBuf::from(value),
+            "--postgres" => a.postgres = Some(value),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    a
+}
+
+/// SplitMix64, for reproducible embeddings.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn face(&mut self) -> NewFace {
+        let embedding = (0..DIM)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect();
+        NewFace {
+            bbox: BBox {
+                x0: 0.2,
+                y0: 0.2,
+                x1: 0.6,
+                y1: 0.7,
+            },
+            confidence: 0.99,
+            embedding,
+        }
+    }
+}
+
+/// A PostgreSQL database created for the run and dropped at the end.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str, suffix: &str) -> Self {
+        let name = format!("facegate_bench_{}_{suffix}", std::process::id());
+        let mut c = postgres::Client::connect(admin_url, postgres::NoTls).expect("PostgreSQL");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url: admin_url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut xs: Vec<f64>) -> String {
+    xs.sort_by(f64::total_cmp);
+    format!(
+        "p50 {:.1} ms, min {:.1}, max {:.1} (n = {})",
+        percentile(&xs, 0.5),
+        xs[0],
+        xs[xs.len() - 1],
+        xs.len()
+    )
+}
+
+/// Minimal blocking HTTP/1.1 exchange (one request per connection).
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nx-nhn-apikey: {FACE_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP head"))?;
+    let status = std::str::from_utf8(&out[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, out[split + 4..].to_vec()))
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn facegate_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("facegate"))
+        .filter(|p| p.is_file())
+        .expect("build the binary too: cargo build --release -p facegate --bins --examples")
+}
+
+/// Spawns `facegate serve` and returns it with the time until `/readyz`.
+fn start_server(config: &Path, addr: &str) -> (Server, Duration) {
+    let t0 = Instant::now();
+    let child = Command::new(facegate_binary())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("FACEGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        addr: addr.to_string(),
+    };
+    loop {
+        if let Ok((200, _)) = http(addr, "GET", "/readyz", b"") {
+            return (server, t0.elapsed());
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "never ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn write_config(dir: &Path, addr: &str, database_url: &str, models: &Path) -> PathBuf {
+    let path = dir.join("facegate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = {addr:?}\ndata_dir = {data:?}\nmodel_dir = {models:?}\n\
+             database_url = {database_url:?}\nmax_faces_per_group = 10000000\n\n\
+             [[tenants]]\napp_key = {APP:?}\nface_api_key = {FACE_KEY:?}\n\
+             liveness_secret_key = \"bench-live\"\nargos_api_key = \"bench-argos\"\n",
+            data = dir.display().to_string(),
+            models = std::fs::canonicalize(models).unwrap().display().to_string(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn face_count(addr: &str, group: &str) -> u64 {
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/nhn-face-reco/v1.0/appkeys/{APP}/groups/{group}"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["data"]["groups"][0]["faceCount"].as_u64().unwrap()
+}
+
+/// Registers `n` ORL photos (limit 1) into `group` from two client threads;
+/// returns faces per second.
+fn http_registrations(addr: &str, group: &str, orl: &Path, n: usize) -> f64 {
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let p = orl.join(format!("s{}/{}.png", i % 40 + 1, i / 40 % 10 + 1));
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            serde_json::json!({"image": {"bytes": b64}, "limit": 1})
+                .to_string()
+                .into_bytes()
+        })
+        .collect();
+    let path = format!("/nhn-face-reco/v1.0/appkeys/{APP}/groups/{group}");
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for half in bodies.chunks(n.div_ceil(2)) {
+            let path = &path;
+            s.spawn(move || {
+                for body in half {
+                    let (status, resp) = http(addr, "POST", path, body).unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+                    assert!(status == 200 && v["header"]["resultCode"] == 0, "{v}");
+                }
+            });
+        }
+    });
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Single-face registrations through the store, one transaction each.
+fn store_registrations(
+    gallery: &Gallery,
+    group: &str,
+    model: &str,
+    n: usize,
+    rng: &mut Rng,
+) -> (f64, Vec<f64>) {
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = gallery
+            .add_faces(
+                APP,
+                group,
+                NewFaces {
+                    external_image_id: None,
+                    model_version: model.to_string(),
+                    faces: vec![rng.face()],
+                },
+                u64::MAX,
+            )
+            .unwrap();
+        assert_eq!(out.added.len(), 1);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (n as f64 / t0.elapsed().as_secs_f64(), lat)
+}
+
+fn main() {
+    let args = parse_args();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = args
+        .postgres
+        .as_deref()
+        .map(|u| PgDatabase::create(u, "full"));
+    let database_url = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("facegate.db").display()),
+    };
+    let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
+    let model = facegate_server::engine::load_engine(&args.models, RuntimeSetting::Auto)
+        .expect("models (run `facegate models install --dir target/test-models`)")
+        .model_version();
+    let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+    println!(
+        "backend {backend}, {} faces of dim {DIM}, model {model}",
+        args.faces
+    );
+
+    // Empty-database baseline first: same models, nothing to load.
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty_pg = args
+        .postgres
+        .as_deref()
+        .map(|u| PgDatabase::create(u, "empty"));
+    let empty_url = match &empty_pg {
+        Some(db) => db.url.clone(),
+        None => format!(
+            "sqlite://{}",
+            empty_dir.path().join("facegate.db").display()
+        ),
+    };
+
+    let mut rng = Rng(0x5eed);
+    let gallery =
+        Gallery::open(&database_url, KeyRing::new(&key), GalleryOptions::default()).unwrap();
+    gallery.create_group(APP, BIG, &model).unwrap();
+    gallery.create_group(APP, EMPTY, &model).unwrap();
+    let t0 = Instant::now();
+    let batch = 1000;
+    let mut stored = 0;
+    while stored < args.faces {
+        let n = batch.min(args.faces - stored);
+        let faces = (0..n).map(|_| rng.face()).collect();
+        gallery
+            .add_faces(
+                APP,
+                BIG,
+                NewFaces {
+                    external_image_id: None,
+                    model_version: model.clone(),
+                    faces,
+                },
+                u64::MAX,
+            )
+            .unwrap();
+        stored += n;
+    }
+    let seed = t0.elapsed();
+    println!(
+        "seeded {} faces in {:.1} s ({:.0} faces/s, {batch} per transaction)",
+        args.faces,
+        seed.as_secs_f64(),
+        args.faces as f64 / seed.as_secs_f64()
+    );
+
+    let t0 = Instant::now();
+    drop(gallery);
+    let gallery =
+        Gallery::open(&database_url, KeyRing::new(&key), GalleryOptions::default()).unwrap();
+    println!(
+        "store open (decrypt + index {} faces) in process: {:.0} ms",
+        args.faces,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+
+    // Store-level registration throughput: empty group, then the big one.
+    for group in [EMPTY, BIG] {
+        let (rate, lat) =
+            store_registrations(&gallery, group, &model, args.registrations, &mut rng);
+        println!(
+            "store registrations into {group:5} group: {rate:.0} faces/s, latency {}",
+            summary(lat)
+        );
+    }
+    drop(gallery);
+    let big_count = (args.faces + args.registrations) as u64;
+
+    // Cold starts.
+    let empty_addr = format!("127.0.0.1:{}", free_port());
+    let empty_config = write_config(empty_dir.path(), &empty_addr, &empty_url, &args.models);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), &addr, &database_url, &args.models);
+    let (mut empty_times, mut full_times) = (Vec::new(), Vec::new());
+    for _ in 0..args.starts {
+        let (s, t) = start_server(&empty_config, &empty_addr);
+        empty_times.push(t.as_secs_f64() * 1e3);
+        drop(s);
+        let (s, t) = start_server(&config, &addr);
+        full_times.push(t.as_secs_f64() * 1e3);
+        assert_eq!(face_count(&s.addr, BIG), big_count);
+        drop(s);
+    }
+    println!("cold start, empty database: {}", summary(empty_times));
+    println!(
+        "cold start, {} faces:       {}",
+        big_count,
+        summary(full_times)
+    );
+
+    // HTTP registrations with real photos.
+    if args.http_registrations > 0 {
+        let (s, _) = start_server(&config, &addr);
+        for group in [EMPTY, BIG] {
+            let rate = http_registrations(&s.addr, group, &args.orl, args.http_registrations);
+            println!(
+                "HTTP registrations (ORL photos, 2 clients) into {group:5} group: {rate:.1} faces/s"
+            );
+        }
+    }
+}

@@ -304,18 +304,19 @@ impl Model {
     /// Runs the model on one NCHW float32 input and returns every output in
     /// the model's declared order.
     pub fn run(&self, input: &[f32]) -> Result<Vec<Tensor>> {
-        let expected: usize = self.input_shape.iter().product();
-        if input.len() != expected {
-            return Err(VisionError::InvalidInput(format!(
-                "{}: input has {} values, expected {expected}",
-                self.name,
-                input.len()
-            )));
-        }
         let fail = |reason: String| VisionError::Inference {
             model: self.name.clone(),
             reason,
         };
+        // Our own preprocessing sizes the tensor, so a mismatch is a bug
+        // here, never the client's input.
+        let expected: usize = self.input_shape.iter().product();
+        if input.len() != expected {
+            return Err(fail(format!(
+                "input has {} values, expected {expected}",
+                input.len()
+            )));
+        }
         match &*self.inner {
             Inner::Tract(plan) => {
                 let tensor = TractTensor::from_shape(&self.input_shape, input)

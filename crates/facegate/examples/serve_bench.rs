@@ -27,7 +27,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The end-to-end harness: PostgreSQL test databases, free ports.
+#[path = "../../facegate-server/tests/common/mod.rs"]
+mod common;
+
 use base64::Engine as _;
+use common::{free_port, PgDatabase};
 use facegate_server::config::RuntimeSetting;
 use facegate_store::{BBox, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces};
 
@@ -103,38 +108,6 @@ impl Rng {
     }
 }
 
-/// A PostgreSQL database created for the run and dropped at the end.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(admin_url: &str, suffix: &str) -> Self {
-        let name = format!("facegate_bench_{}_{suffix}", std::process::id());
-        let mut c = postgres::Client::connect(admin_url, postgres::NoTls).expect("PostgreSQL");
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
-        PgDatabase {
-            url: format!("{base}/{name}"),
-            admin_url: admin_url.to_string(),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -183,14 +156,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn facegate_binary() -> PathBuf {
@@ -317,10 +282,7 @@ fn store_registrations(
 fn main() {
     let args = parse_args();
     let dir = tempfile::tempdir().unwrap();
-    let pg = args
-        .postgres
-        .as_deref()
-        .map(|u| PgDatabase::create(u, "full"));
+    let pg = args.postgres.as_deref().map(PgDatabase::create_on);
     let database_url = match &pg {
         Some(db) => db.url.clone(),
         None => format!("sqlite://{}", dir.path().join("facegate.db").display()),
@@ -337,10 +299,7 @@ fn main() {
 
     // Empty-database baseline first: same models, nothing to load.
     let empty_dir = tempfile::tempdir().unwrap();
-    let empty_pg = args
-        .postgres
-        .as_deref()
-        .map(|u| PgDatabase::create(u, "empty"));
+    let empty_pg = args.postgres.as_deref().map(PgDatabase::create_on);
     let empty_url = match &empty_pg {
         Some(db) => db.url.clone(),
         None => format!(

@@ -26,14 +26,6 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes the config of one node: its own data dir and port, the shared
 /// database and master key file.
 fn write_config(dir: &Path, name: &str, database_url: &str, key_file: &Path) -> std::path::PathBuf {

@@ -145,10 +145,18 @@ fn pg_admin(url: &str) -> postgres::Client {
 }
 
 impl PgDatabase {
+    /// A fresh database on the server at `FACEGATE_TEST_POSTGRES_URL`.
     pub fn create() -> Arc<PgDatabase> {
+        Self::create_on(
+            &std::env::var("FACEGATE_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        )
+    }
+
+    /// A fresh database on the server whose admin URL is `admin_url`.
+    pub fn create_on(admin_url: &str) -> Arc<PgDatabase> {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let admin_url = std::env::var("FACEGATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin_url = admin_url.to_string();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -419,6 +427,16 @@ pub fn crop_face(jpeg: &[u8], bbox: &Value, margin: f32) -> Vec<u8> {
     let cy1 = ((y1 + mh).min(h)) as u32;
     let crop = image::imageops::crop_imm(&img, cx0, cy0, cx1 - cx0, cy1 - cy0).to_image();
     png(&crop)
+}
+
+/// A loopback port that was free a moment ago (for servers started in
+/// another process, which must be told their port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Binds a loopback listener on a port in 10000-12000 (the only high

@@ -5,4 +5,5 @@
 pub mod dlib;
 pub mod minifasnet;
 pub mod provision;
+pub mod sface;
 pub mod torch_legacy;

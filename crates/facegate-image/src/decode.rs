@@ -1,11 +1,15 @@
 //! Bounded PNG/JPEG decoding to RGB8.
+//!
+//! Decoding is split in two so that memory can be accounted for before it
+//! is taken: [`inspect`] reads only headers and segment/chunk structure
+//! (no pixel buffers) and says how many bytes [`decode`] will need at its
+//! peak; [`decode`] then produces the pixels within that figure.
 
-use std::io::Cursor;
+mod jpeg_file;
+mod png_file;
 
-use image::codecs::jpeg::JpegDecoder;
-use image::codecs::png::PngDecoder;
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, RgbImage};
+use image::{DynamicImage, RgbImage};
 
 use crate::ImageError;
 
@@ -30,14 +34,42 @@ impl Default for Limits {
     }
 }
 
+/// An accepted encoded image format, recognised by magic bytes only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+#[non_exhaustive]
+pub enum Format {
+    /// PNG (first frame of an APNG).
     Png,
+    /// Baseline, extended-sequential or progressive Huffman-coded JPEG.
     Jpeg,
+}
+
+/// What [`inspect`] learned about an image without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImageInfo {
+    /// The encoded format.
+    pub format: Format,
+    /// Width of the image [`decode`] returns, i.e. after the EXIF
+    /// orientation is applied.
+    pub width: u32,
+    /// Height of the image [`decode`] returns, after the EXIF orientation.
+    pub height: u32,
+    /// Upper bound of the heap memory [`decode`] holds at its peak for this
+    /// image, in bytes: the RGB8 result (`width * height * 3`) plus any
+    /// intermediate buffer (a second RGB8 buffer for a 90° rotation, a
+    /// progressive JPEG's coefficients, row buffers, metadata copies).
+    /// Reserve this much from a [`DecodeBudget`](crate::DecodeBudget)
+    /// before decoding.
+    pub decode_bytes: u64,
 }
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const JPEG_MAGIC: &[u8] = &[0xFF, 0xD8, 0xFF];
+
+/// Small allocations every decode makes whatever the image (decoder
+/// structs, Huffman and inflate tables): added to every estimate.
+const FIXED_OVERHEAD: u64 = 256 << 10;
 
 fn sniff(bytes: &[u8]) -> Option<Format> {
     if bytes.starts_with(PNG_MAGIC) {
@@ -58,81 +90,89 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
-/// Width and height from the IHDR chunk, which the PNG spec requires first.
-fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
-    if bytes.get(8..16) != Some(&b"\0\0\0\x0dIHDR"[..]) {
-        return Err(decode_err("PNG does not start with an IHDR chunk"));
-    }
-    let w = be32(bytes, 16).ok_or_else(|| decode_err("truncated PNG header"))?;
-    let h = be32(bytes, 20).ok_or_else(|| decode_err("truncated PNG header"))?;
-    Ok((w, h))
+/// Everything [`decode`] needs from [`inspect`]'s header walk.
+struct Plan {
+    info: ImageInfo,
+    orientation: Orientation,
+    codec: Codec,
 }
 
-/// Walks the JPEG marker segments up to the first scan and returns the frame
-/// dimensions. Also requires an EOI marker after the scan: the decoder fills
-/// missing data with grey instead of failing, so truncation is caught here.
-fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
-    let truncated = || decode_err("truncated JPEG header");
-    let mut pos = 2;
-    let mut dims = None;
-    let scan_start = loop {
-        if *bytes.get(pos).ok_or_else(truncated)? != 0xFF {
-            return Err(decode_err("JPEG marker expected"));
-        }
-        while bytes.get(pos) == Some(&0xFF) {
-            pos += 1; // fill bytes
-        }
-        let marker = *bytes.get(pos).ok_or_else(truncated)?;
-        pos += 1;
-        match marker {
-            0x01 | 0xD0..=0xD8 => continue, // stand-alone markers carry no length
-            0xD9 => return Err(decode_err("JPEG ends before any scan")),
-            _ => {}
-        }
-        let len = usize::from(be16(bytes, pos).ok_or_else(truncated)?);
-        if len < 2 || pos + len > bytes.len() {
-            return Err(truncated());
-        }
-        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_sof && dims.is_none() {
-            let h = be16(bytes, pos + 3).ok_or_else(truncated)?;
-            let w = be16(bytes, pos + 5).ok_or_else(truncated)?;
-            dims = Some((u32::from(w), u32::from(h)));
-        }
-        pos += len;
-        if marker == 0xDA {
-            break pos;
-        }
-    };
-    let dims = dims.ok_or_else(|| decode_err("JPEG has no frame header before its scan"))?;
-    // Entropy-coded data escapes 0xFF, so FF D9 there can only be the real EOI.
-    if !bytes[scan_start..].windows(2).any(|w| w == [0xFF, 0xD9]) {
-        return Err(decode_err("JPEG is truncated (no end-of-image marker)"));
-    }
-    Ok(dims)
+enum Codec {
+    Png(png_file::Header),
+    Jpeg(jpeg_file::Header),
 }
 
-/// Decodes a PNG or JPEG into RGB8 within `limits`.
+/// Reads an image's headers and runs every check [`decode`] runs before it
+/// allocates pixels; returns the displayed size and the memory decoding will
+/// take.
 ///
-/// The format is chosen by magic bytes only. The header is read and the
-/// declared size checked against `limits.max_pixels` before any pixel buffer
-/// is allocated. The EXIF orientation is applied, so the returned width and
-/// height are those of the image as it should be displayed. Greyscale,
-/// alpha (dropped, not composited) and 16-bit images are converted to RGB8.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError> {
+/// Checks, in order: `limits.max_bytes` ([`ImageError::TooLarge`]); PNG or
+/// JPEG magic ([`ImageError::InvalidFormat`]); a readable header with no zero
+/// side; `limits.max_pixels` on the declared size
+/// ([`ImageError::TooManyPixels`]); `limits.min_side`
+/// ([`ImageError::TooSmall`]); then the file's structure, so that data that
+/// cannot fill the declared frame is refused here rather than decoded into
+/// grey ([`ImageError::Decode`]):
+///
+/// * PNG: every chunk present up to `IEND`, and enough compressed data for
+///   the declared size (deflate expands at most 1032:1);
+/// * JPEG: an end-of-image marker after the scans, at most 100 scans, every
+///   component coded, and at least one bit per 8×8 block in every scan that
+///   codes DC coefficients (see `jpeg_file` for why no valid file is refused).
+///
+/// Cost: a walk over chunk or segment headers and, for JPEG, one pass over
+/// the bytes to find markers; nothing proportional to the pixel count.
+pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, ImageError> {
+    plan(bytes, limits).map(|p| p.info)
+}
+
+fn plan(bytes: &[u8], limits: &Limits) -> Result<Plan, ImageError> {
     if bytes.len() > limits.max_bytes {
         return Err(ImageError::TooLarge {
             max_bytes: limits.max_bytes,
         });
     }
     let format = sniff(bytes).ok_or(ImageError::InvalidFormat)?;
-    let (width, height) = match format {
-        Format::Png => png_dimensions(bytes)?,
-        Format::Jpeg => jpeg_dimensions(bytes)?,
-    };
+    match format {
+        Format::Png => {
+            let ihdr = png_file::read_ihdr(bytes)?;
+            check_size(ihdr.width, ihdr.height, limits)?;
+            let header = png_file::read_chunks(bytes, ihdr)?;
+            let orientation = header.orientation;
+            let extra = png_file::decoder_extra(&header);
+            Ok(finish_plan(
+                format,
+                (header.ihdr.width, header.ihdr.height),
+                orientation,
+                extra,
+                Codec::Png(header),
+            ))
+        }
+        Format::Jpeg => {
+            let frame = jpeg_file::read_frame(bytes)?;
+            check_size(frame.width(), frame.height(), limits)?;
+            let header = jpeg_file::read_scans(bytes, frame)?;
+            let orientation = header.orientation;
+            let extra = jpeg_file::decoder_extra(&header, bytes.len());
+            let dims = (header.frame.width(), header.frame.height());
+            Ok(finish_plan(
+                format,
+                dims,
+                orientation,
+                extra,
+                Codec::Jpeg(header),
+            ))
+        }
+    }
+}
+
+/// The checks every format shares, on the size the header declares.
+fn check_size(width: u32, height: u32, limits: &Limits) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(decode_err("image has a zero dimension"));
     }
@@ -145,60 +185,109 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError> {
     }
     // Orientation can swap the sides but not change the shorter one.
     if width.min(height) < limits.min_side {
-        return Err(too_small(width, height, limits));
+        return Err(ImageError::TooSmall {
+            width,
+            height,
+            min_side: limits.min_side,
+        });
     }
-
-    // A decoder bug on hostile input must fail this request, not the worker.
-    std::panic::catch_unwind(|| decode_pixels(bytes, format, limits))
-        .unwrap_or_else(|_| Err(decode_err("decoder failed on malformed input")))
+    Ok(())
 }
 
-fn decode_pixels(bytes: &[u8], format: Format, limits: &Limits) -> Result<RgbImage, ImageError> {
-    // Second guard in case the codec disagrees with the header walk above:
-    // the largest buffer is RGBA16, 8 bytes per pixel.
-    let mut codec_limits = image::Limits::default();
-    codec_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 24));
-    let (mut img, orientation) = match format {
-        Format::Png => {
-            let mut d =
-                PngDecoder::with_limits(Cursor::new(bytes), codec_limits).map_err(decode_err)?;
-            check_declared(d.dimensions(), limits)?;
-            let o = d.orientation().unwrap_or(Orientation::NoTransforms);
-            (DynamicImage::from_decoder(d).map_err(decode_err)?, o)
-        }
-        Format::Jpeg => {
-            let mut d = JpegDecoder::new(Cursor::new(bytes)).map_err(decode_err)?;
-            d.set_limits(codec_limits).map_err(decode_err)?;
-            check_declared(d.dimensions(), limits)?;
-            let o = d.orientation().unwrap_or(Orientation::NoTransforms);
-            (DynamicImage::from_decoder(d).map_err(decode_err)?, o)
-        }
+/// Whether applying `o` needs a second pixel buffer (a transposition cannot
+/// be done in place); flips and 180° are done in place.
+fn transposes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+fn finish_plan(
+    format: Format,
+    (w, h): (u32, u32),
+    orientation: Orientation,
+    decoder_extra: u64,
+    codec: Codec,
+) -> Plan {
+    let rgb = u64::from(w) * u64::from(h) * 3;
+    // The decoder's own buffers are freed before the orientation is
+    // applied, so the two phases' extras do not add up.
+    let orient_extra = if transposes(orientation) { rgb } else { 0 };
+    let (width, height) = if transposes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
     };
-    img.apply_orientation(orientation);
-    let rgb = img.into_rgb8();
-    if rgb.width() < limits.min_side || rgb.height() < limits.min_side {
-        return Err(too_small(rgb.width(), rgb.height(), limits));
+    Plan {
+        info: ImageInfo {
+            format,
+            width,
+            height,
+            decode_bytes: rgb + decoder_extra.max(orient_extra) + FIXED_OVERHEAD,
+        },
+        orientation,
+        codec,
+    }
+}
+
+/// Decodes a PNG or JPEG into RGB8 within `limits`.
+///
+/// Runs [`inspect`]'s checks first, so the declared size is checked against
+/// `limits.max_pixels` and the file structure validated before any pixel
+/// buffer is allocated; then decodes into a single RGB8 buffer: 16-bit PNG
+/// samples are reduced to 8 bits row by row (rounded, as `image` does),
+/// palettes expanded, grey replicated and alpha dropped (not composited)
+/// while decoding, so no full-size 16-bit or RGBA copy ever exists. The EXIF
+/// orientation is applied, so the returned width and height are those of the
+/// image as it should be displayed. Peak memory stays within
+/// [`ImageInfo::decode_bytes`].
+///
+/// This does not consult a [`DecodeBudget`](crate::DecodeBudget): callers
+/// that share one reserve `inspect(..)?.decode_bytes` first.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError> {
+    let plan = plan(bytes, limits)?;
+    // A decoder bug on hostile input must fail this request, not the worker.
+    let rgb = std::panic::catch_unwind(|| decode_pixels(bytes, &plan))
+        .unwrap_or_else(|_| Err(decode_err("decoder failed on malformed input")))?;
+    if rgb.dimensions() != (plan.info.width, plan.info.height) {
+        return Err(decode_err("decoded size differs from the header"));
     }
     Ok(rgb)
 }
 
-fn too_small(width: u32, height: u32, limits: &Limits) -> ImageError {
-    ImageError::TooSmall {
-        width,
-        height,
-        min_side: limits.min_side,
+fn decode_pixels(bytes: &[u8], plan: &Plan) -> Result<RgbImage, ImageError> {
+    let upright = match &plan.codec {
+        Codec::Png(h) => png_file::decode(bytes, h)?,
+        Codec::Jpeg(h) => jpeg_file::decode(bytes, h)?,
+    };
+    if plan.orientation == Orientation::NoTransforms {
+        return Ok(upright);
     }
+    let mut img = DynamicImage::ImageRgb8(upright);
+    img.apply_orientation(plan.orientation);
+    Ok(img.into_rgb8())
 }
 
-fn check_declared((w, h): (u32, u32), limits: &Limits) -> Result<(), ImageError> {
-    if u64::from(w) * u64::from(h) > limits.max_pixels {
-        return Err(ImageError::TooManyPixels {
-            width: w,
-            height: h,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    Ok(())
+/// A zeroed buffer of `len` bytes, or an error instead of aborting the
+/// process when the allocator refuses.
+fn alloc_pixels(len: u64) -> Result<Vec<u8>, ImageError> {
+    let len = usize::try_from(len).map_err(|_| decode_err("image too large to address"))?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| decode_err(format!("could not allocate {len} bytes for pixels")))?;
+    buf.resize(len, 0);
+    Ok(buf)
+}
+
+/// The orientation an EXIF (TIFF) block asks for; anything unreadable is
+/// upright, as the `image` crate treats it.
+fn exif_orientation(exif: Option<&[u8]>) -> Orientation {
+    exif.and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms)
 }
 
 #[cfg(test)]
@@ -217,7 +306,7 @@ mod tests {
             &[0xFF, 0xD8, 0xFF, 0xD9],
             &[0xFF, 0xD8, 0x00],
         ] {
-            assert!(jpeg_dimensions(case).is_err(), "{case:?}");
+            assert!(jpeg_file::read_frame(case).is_err(), "{case:?}");
         }
     }
 
@@ -227,7 +316,7 @@ mod tests {
         b.extend_from_slice(&[0, 0, 0, 13]);
         b.extend_from_slice(b"IDAT");
         b.extend_from_slice(&[0; 13]);
-        assert!(png_dimensions(&b).is_err());
-        assert!(png_dimensions(PNG_MAGIC).is_err());
+        assert!(png_file::read_ihdr(&b).is_err());
+        assert!(png_file::read_ihdr(PNG_MAGIC).is_err());
     }
 }

@@ -14,6 +14,8 @@ use std::net::IpAddr;
 /// | [`TooManyPixels`](Self::TooManyPixels) | ImageTooLarge (-45020); the contract names no code |
 /// | [`InvalidUrl`](Self::InvalidUrl) | InvalidImageURL (-45050) |
 /// | [`Timeout`](Self::Timeout) | ImageTimeout (-45060) |
+/// | [`OverBudget`](Self::OverBudget) | ImageTooLarge (-45020): no amount of waiting makes it fit |
+/// | [`Busy`](Self::Busy) | an overload answer (the server is out of decoding memory for now; retry) |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
@@ -59,6 +61,25 @@ pub enum ImageError {
     /// The download did not finish within the configured time.
     #[error("image download timed out")]
     Timeout,
+    /// Decoding would need more memory than the whole process-wide
+    /// [`DecodeBudget`](crate::DecodeBudget); refused without waiting.
+    #[error("image needs {needed} bytes to decode, more than the whole decoding budget of {budget} bytes")]
+    OverBudget {
+        /// Bytes the decode would hold at its peak.
+        needed: u64,
+        /// The budget's total.
+        budget: u64,
+    },
+    /// The [`DecodeBudget`](crate::DecodeBudget) stayed too full for this
+    /// image for the whole allowed wait: the server is overloaded, the
+    /// image itself is fine.
+    #[error("server busy: no room to decode {needed} more bytes within the {budget}-byte decoding budget")]
+    Busy {
+        /// Bytes the decode would hold at its peak.
+        needed: u64,
+        /// The budget's total.
+        budget: u64,
+    },
 }
 
 /// Why an image URL was refused or could not be fetched.

@@ -6,8 +6,16 @@
 //! * [`decode`] accepts only PNG and JPEG, recognised by magic bytes. It reads
 //!   the header first and refuses a declared pixel count above
 //!   [`Limits::max_pixels`] before any pixel buffer is allocated, refuses
-//!   truncated files, applies the EXIF orientation and checks the minimum
-//!   side on the corrected image.
+//!   truncated files (including JPEGs whose data ends long before their
+//!   declared frame is filled, and JPEGs with more than 100 scans), applies
+//!   the EXIF orientation and checks the minimum side on the corrected
+//!   image. 16-bit, palette, grey and alpha PNGs are converted to RGB8 row by
+//!   row, so the only full-size buffer is the result.
+//! * [`inspect`] runs the same checks without decoding and reports
+//!   [`ImageInfo::decode_bytes`], the peak memory [`decode`] will use, so
+//!   that a process-wide [`DecodeBudget`] can be reserved first: images that
+//!   could never fit are refused ([`ImageError::OverBudget`]), others wait
+//!   for room up to a deadline ([`ImageError::Busy`]).
 //! * [`decode_base64`] refuses an oversize payload from its encoded length,
 //!   without decoding it.
 //! * [`fetch`] downloads only over `http`/`https` to ports 80, 443 and
@@ -21,17 +29,20 @@
 //!
 //! Nothing here panics on malformed input. Decoding is CPU-bound (tens of
 //! milliseconds per megapixel): async callers should run [`decode`] on a
-//! blocking thread.
+//! blocking thread, holding a [`DecodePermit`] for `inspect(..)?.decode_bytes`
+//! while it runs.
 
 mod addr;
 mod b64;
+mod budget;
 mod decode;
 mod error;
 mod fetch;
 
 pub use addr::{classify, is_allowed, AddressClass};
 pub use b64::decode_base64;
-pub use decode::{decode, Limits};
+pub use budget::{default_decode_budget, DecodeBudget, DecodePermit};
+pub use decode::{decode, inspect, Format, ImageInfo, Limits};
 pub use error::{ImageError, UrlError};
 pub use fetch::{fetch, FetchPolicy};
 pub use image::RgbImage;

@@ -330,7 +330,9 @@ fn entropy_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// frames without subsampling, where zune-jpeg does not interleave). Row
 /// buffers (coefficients, upsampling) take a few hundred bytes per column;
 /// metadata (EXIF, ICC, XMP) is copied out of the input, so at most its
-/// size.
+/// size. Progressive grey files are decoded to one byte per pixel and
+/// widened afterwards (see [`decode`]), so their peak is the larger of the
+/// grey plane plus coefficients and the grey plane plus the grown buffer.
 pub(super) fn decoder_extra(h: &Header, input_len: usize) -> u64 {
     let f = &h.frame;
     let (w, ht) = (u64::from(f.width), u64::from(f.height));
@@ -354,30 +356,85 @@ pub(super) fn decoder_extra(h: &Header, input_len: usize) -> u64 {
     if !f.progressive && h.all_in_first_scan {
         coefficients = 0;
     }
-    coefficients + rows + input_len as u64
+    let working = coefficients + rows + input_len as u64;
+    let pixels = w * ht;
+    if grey_via_luma(h) {
+        // Grey plane + working set while decoding; then old and new buffer
+        // while growing (in case `realloc` has to copy). Relative to RGB8.
+        (pixels + working).max(4 * pixels) - 3 * pixels
+    } else {
+        working
+    }
+}
+
+/// Whether the file is decoded to one byte per pixel and widened in place:
+/// for a progressive grey file, whose coefficients (two bytes per pixel) are
+/// alive while the decoder writes its output, this keeps the peak at four
+/// bytes per pixel instead of five.
+fn grey_via_luma(h: &Header) -> bool {
+    h.frame.components.len() == 1 && h.frame.progressive
 }
 
 /// Decodes into an upright RGB8 image; any colour space zune-jpeg reads
 /// (grey, YCbCr, RGB, CMYK, YCCK) is converted by it row by row.
 pub(super) fn decode(bytes: &[u8], h: &Header) -> Result<RgbImage, ImageError> {
+    let via_luma = grey_via_luma(h);
     let options = DecoderOptions::default()
         .set_strict_mode(false)
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX))
         .jpeg_set_max_scans(MAX_SCANS as usize)
-        .jpeg_set_out_colorspace(ColorSpace::RGB);
+        .jpeg_set_out_colorspace(if via_luma {
+            ColorSpace::Luma
+        } else {
+            ColorSpace::RGB
+        });
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(decode_err)?;
     let (width, height) = (h.frame.width(), h.frame.height());
     if decoder.dimensions() != Some((width as usize, height as usize)) {
         return Err(decode_err("JPEG decoder disagrees with the frame header"));
     }
-    let len = u64::from(width) * u64::from(height) * 3;
-    if decoder.output_buffer_size().map(|n| n as u64) != Some(len) {
-        return Err(decode_err("JPEG decoder output is not RGB8"));
+    let pixels = u64::from(width) * u64::from(height);
+    let channels = if via_luma { 1 } else { 3 };
+    if decoder.output_buffer_size().map(|n| n as u64) != Some(pixels * channels) {
+        return Err(decode_err("JPEG decoder output has an unexpected size"));
     }
-    let mut out = alloc_pixels(len)?;
+    let mut out = alloc_pixels(pixels * channels)?;
     decoder.decode_into(&mut out).map_err(decode_err)?;
     drop(decoder);
+    if via_luma {
+        widen_grey(&mut out)?;
+    }
     RgbImage::from_raw(width, height, out).ok_or_else(|| decode_err("JPEG buffer size mismatch"))
+}
+
+/// Turns a grey plane into RGB8 in the same buffer: grown to three times
+/// its length, then filled from the end, so every grey byte is read before
+/// the RGB triples that overwrite it reach its position.
+fn widen_grey(buf: &mut Vec<u8>) -> Result<(), ImageError> {
+    let n = buf.len();
+    buf.try_reserve_exact(2 * n)
+        .map_err(|_| decode_err(format!("could not allocate {} bytes for pixels", 3 * n)))?;
+    buf.resize(3 * n, 0);
+    for i in (0..n).rev() {
+        let v = buf[i];
+        buf[3 * i..3 * i + 3].fill(v);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widen_grey_in_place() {
+        let mut buf = vec![1, 2, 3, 250];
+        widen_grey(&mut buf).unwrap();
+        assert_eq!(buf, [1, 1, 1, 2, 2, 2, 3, 3, 3, 250, 250, 250]);
+        let mut empty = Vec::new();
+        widen_grey(&mut empty).unwrap();
+        assert!(empty.is_empty());
+    }
 }

@@ -81,7 +81,9 @@ impl DecodeBudget {
         u64::from(self.units) * UNIT
     }
 
-    /// Bytes currently reserved by live permits.
+    /// Bytes currently unavailable: reserved by live permits, plus any
+    /// already set aside for the reservation at the head of the queue
+    /// (which collects released memory until it has all it asked for).
     pub fn in_use(&self) -> u64 {
         let free = self.semaphore.available_permits() as u64;
         (u64::from(self.units).saturating_sub(free)) * UNIT

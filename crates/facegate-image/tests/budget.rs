@@ -75,6 +75,25 @@ async fn a_waiting_reservation_succeeds_once_the_first_permit_drops() {
     assert_eq!(budget.in_use(), 0);
 }
 
+#[tokio::test]
+async fn waiters_are_served_in_order() {
+    // A large reservation at the head of the queue is not overtaken by
+    // smaller ones that would fit in what is free now.
+    let budget = DecodeBudget::new(100 * MIB);
+    let first = budget.reserve(60 * MIB, Duration::ZERO).await.unwrap();
+    let b = budget.clone();
+    let large = tokio::spawn(async move { b.reserve(50 * MIB, Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = budget.reserve(30 * MIB, Duration::from_millis(20)).await;
+    assert!(matches!(r, Err(ImageError::Busy { .. })), "{r:?}");
+    drop(first);
+    let large = large.await.unwrap().unwrap();
+    assert_eq!(large.bytes(), 50 * MIB);
+    let small = budget.reserve(30 * MIB, Duration::ZERO).await.unwrap();
+    assert_eq!(budget.in_use(), 80 * MIB);
+    drop((large, small));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_never_exceed_the_total() {
     let budget = DecodeBudget::new(10 * MIB);

@@ -522,3 +522,44 @@ fn deep_png(side: u32) -> Vec<u8> {
     writer.finish().unwrap();
     out
 }
+
+/// The header walks run outside the decoders' panic guard: corrupting
+/// progressive JPEGs (restart markers, EXIF) and interlaced PNGs (eXIf,
+/// palette) anywhere must still give an answer, never a panic.
+#[test]
+fn corrupted_progressive_and_interlaced_inputs_never_panic() {
+    let data = photo_like(120, 90, 2);
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, 80);
+    enc.set_progressive(true);
+    enc.set_restart_interval(3);
+    enc.add_exif_metadata(&exif_orientation(6)).unwrap();
+    enc.encode(&data, 120, 90, ColorType::Rgb).unwrap();
+    let exif = exif_orientation(8);
+    let palette: Vec<u8> = (0..48).collect();
+    let mut spec = PngSpec::new(97, 83, 3, 4);
+    spec.interlaced = true;
+    spec.exif = Some(&exif);
+    spec.palette = Some(&palette);
+    let png = build_png(&spec, |x, y| vec![((x + y) % 16) as u16]);
+    let limits = no_min_side();
+    let mut rng = Rng(0xDEC0DE);
+    for original in [&out, &png] {
+        for cut in (0..original.len()).step_by(7) {
+            let _ = decode(&original[..cut], &limits);
+        }
+        for _ in 0..500 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + rng.next() % 6 {
+                let i = 3 + (rng.next() as usize) % (bytes.len() - 3);
+                bytes[i] = match rng.next() % 3 {
+                    0 => 0xFF,
+                    1 => 0x00,
+                    _ => rng.next() as u8,
+                };
+            }
+            let _ = inspect(&bytes, &limits);
+            let _ = decode(&bytes, &limits);
+        }
+    }
+}

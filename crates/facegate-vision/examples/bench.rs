@@ -13,6 +13,7 @@ use facegate_vision::mask::MaskClassifier;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine};
 use facegate_vision::runtime::{Runtime, RuntimeConfig, RuntimeKind};
 use facegate_vision::spoof::SpoofCondition;
+use facegate_vision::Embedder;
 use image::RgbImage;
 
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
@@ -58,10 +59,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ))?;
     for runtime in [ort, Runtime::tract()] {
         let name = runtime.backend().name();
-        let engine = Engine::load_on(runtime, model_dir, Default::default())?;
+        let engine = Engine::load_with(
+            runtime,
+            model_dir,
+            Default::default(),
+            &[Embedder::Sface, Embedder::Dlib],
+        )?;
         let faces = engine.detect(&photo)?;
         let face = faces.first().ok_or("no face in the benchmark photo")?;
         assert_eq!(faces.len(), 1, "benchmark photo must hold one face");
+        let no_extras = AnalyzeOptions {
+            embedding: false,
+            orientation: false,
+            mask: false,
+            spoofing: None,
+        };
+        let refined = engine.analyze(&photo, &no_extras)?.remove(0).landmarks;
         let mask = MaskClassifier::embedded()?;
         let limits = facegate_image::Limits::default();
         println!("runtime {name}");
@@ -76,8 +89,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 time(iterations, || engine.dlib_landmarks(&photo, face)),
             ),
             (
-                "landmarks + align + embed",
-                time(iterations, || engine.embed(&photo, face)),
+                "align + embed (SFace)",
+                time(iterations, || {
+                    engine.embed_sface_points(&photo, &refined, true, false)
+                }),
+            ),
+            (
+                "align + embed (SFace, flip)",
+                time(iterations, || {
+                    engine.embed_sface_points(&photo, &refined, true, true)
+                }),
+            ),
+            (
+                "landmarks + align + embed (SFace)",
+                time(iterations, || {
+                    engine.embed_with(&photo, face, Embedder::Sface)
+                }),
+            ),
+            (
+                "landmarks + align + embed (dlib)",
+                time(iterations, || {
+                    engine.embed_with(&photo, face, Embedder::Dlib)
+                }),
             ),
             (
                 "liveness (MiniFASNet x2)",
@@ -87,15 +120,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             ("mask", time(iterations, || mask.predict(&photo, face))),
             (
-                "detect + landmarks + embed",
+                "detect + landmarks + embed (SFace)",
                 time(iterations, || {
                     let d = engine.detect(&photo).unwrap();
-                    engine.embed(&photo, &d[0])
+                    engine.embed_with(&photo, &d[0], Embedder::Sface)
+                }),
+            ),
+            (
+                "detect + landmarks + embed (dlib)",
+                time(iterations, || {
+                    let d = engine.detect(&photo).unwrap();
+                    engine.embed_with(&photo, &d[0], Embedder::Dlib)
                 }),
             ),
         ];
         for (stage, (p50, p95)) in rows {
-            println!("  {stage:<28} {p50:>8.2} / {p95:>8.2}");
+            println!("  {stage:<36} {p50:>8.2} / {p95:>8.2}");
         }
         // Throughput: every core analyses t1.jpg (6 faces) repeatedly.
         let options = AnalyzeOptions {

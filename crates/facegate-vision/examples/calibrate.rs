@@ -1,20 +1,26 @@
-//! Measures the embedder on ORL (40 people × 10 photos): genuine and impostor
-//! cosine distributions, ROC AUC, and the cosine at given false-accept
-//! rates — the numbers behind `calibration::ANCHORS` and docs/models.md.
+//! Measures an embedder on ORL (40 people × 10 photos): genuine and impostor
+//! cosine distributions, ROC AUC, and the false-accept / false-reject rates
+//! of its similarity mapping — the ORL check of the anchors in
+//! `calibration` (fitted on LFW by `examples/lfw_eval.rs`) and docs/models.md.
 //!
-//! `cargo run --release -p facegate-vision --example calibrate -- MODEL_DIR ORL_DIR`
+//! `cargo run --release -p facegate-vision --example calibrate -- MODEL_DIR ORL_DIR [sface|dlib]`
 
 use std::path::PathBuf;
 
-use facegate_vision::calibration::{cosine, similarity};
+use facegate_vision::calibration::cosine;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions};
 use facegate_vision::runtime::RuntimeKind;
+use facegate_vision::Embedder;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let model_dir = PathBuf::from(args.next().ok_or("MODEL_DIR")?);
     let orl = PathBuf::from(args.next().ok_or("ORL_DIR")?);
-    let engine = Engine::load(&EngineOptions::new(&model_dir, RuntimeKind::Auto))?;
+    let embedder: Embedder = args.next().as_deref().unwrap_or("sface").parse()?;
+    let engine = Engine::load(
+        &EngineOptions::new(&model_dir, RuntimeKind::Auto).with_embedders(&[embedder]),
+    )?;
+    println!("embedder {embedder} ({})", embedder.version());
     let options = AnalyzeOptions {
         embedding: true,
         orientation: false,
@@ -79,13 +85,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("threshold table (similarity -> cosine, FAR, FRR):");
     for s in [50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0] {
-        let c = facegate_vision::calibration::cosine_for_similarity(s);
+        let c = embedder.cosine_for_similarity(s);
         let far = impostor.iter().filter(|&&x| x >= c).count() as f64 / impostor.len() as f64;
         let frr = genuine.iter().filter(|&&x| x < c).count() as f64 / genuine.len() as f64;
         println!("  {s:>5.1}  {c:.4}  FAR {far:.2e}  FRR {frr:.4}");
     }
-    let frac_below_50 =
-        impostor.iter().filter(|&&x| similarity(x) < 50.0).count() as f64 / impostor.len() as f64;
+    let frac_below_50 = impostor
+        .iter()
+        .filter(|&&x| embedder.similarity(x) < 50.0)
+        .count() as f64
+        / impostor.len() as f64;
     println!("impostor pairs below similarity 50: {:.4}", frac_below_50);
     Ok(())
 }

@@ -404,9 +404,127 @@ pub fn rgb_nchw(img: &RgbImage) -> Vec<f32> {
     out
 }
 
+/// The standard ArcFace 5-point template in a 112×112 chip (insightface,
+/// also OpenCV's `FaceRecognizerSF::alignCrop`): the image-left eye, the
+/// image-right eye, the nose tip, the image-left and image-right mouth
+/// corners, in OpenCV's pixel convention (integer coordinates are pixel
+/// centres).
+pub const ARCFACE_TEMPLATE: [(f64, f64); 5] = [
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+];
+/// Side of the ArcFace / SFace chip.
+pub const ARCFACE_CHIP: u32 = 112;
+
+/// The 112×112 chip of a face whose five landmarks are `points` (image
+/// pixels, in [`ARCFACE_TEMPLATE`]'s order): the least-squares similarity
+/// (Umeyama) from the template onto the points, sampled bilinearly as
+/// OpenCV's `warpAffine` does (pixels whose neighbourhood leaves the image
+/// read black). When the face is more than 1.5× larger than the chip, each
+/// chip pixel averages an n×n grid of samples (n = ⌈scale⌉) instead of one,
+/// so large faces are not aliased.
+pub fn arcface_chip(img: &RgbImage, points: &[(f64, f64); 5]) -> RgbImage {
+    let from: Vec<[f64; 2]> = ARCFACE_TEMPLATE.iter().map(|&(x, y)| [x, y]).collect();
+    let to: Vec<[f64; 2]> = points.iter().map(|&(x, y)| [x, y]).collect();
+    let (m, t) = similarity_transform(&from, &to);
+    let scale = (m[0][0] * m[0][0] + m[1][0] * m[1][0]).sqrt();
+    let n = if scale > 1.5 && scale.is_finite() {
+        scale.ceil().min(8.0) as u32
+    } else {
+        1
+    };
+    let offsets: Vec<f64> = (0..n)
+        .map(|i| (f64::from(i) + 0.5) / f64::from(n) - 0.5)
+        .collect();
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    let raw = img.as_raw();
+    let px = |x: i64, y: i64| -> [f64; 3] {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            return [0.0; 3];
+        }
+        let i = ((y * w + x) * 3) as usize;
+        [
+            f64::from(raw[i]),
+            f64::from(raw[i + 1]),
+            f64::from(raw[i + 2]),
+        ]
+    };
+    let mut chip = RgbImage::new(ARCFACE_CHIP, ARCFACE_CHIP);
+    let samples = f64::from(n * n);
+    for (cx, cy, out) in chip.enumerate_pixels_mut() {
+        let mut acc = [0.0f64; 3];
+        for &dy in &offsets {
+            for &dx in &offsets {
+                let (u, v) = (f64::from(cx) + dx, f64::from(cy) + dy);
+                let x = m[0][0] * u + m[0][1] * v + t[0];
+                let y = m[1][0] * u + m[1][1] * v + t[1];
+                if !(x.is_finite() && y.is_finite()) {
+                    continue;
+                }
+                let (x0, y0) = (x.floor(), y.floor());
+                let (fx, fy) = (x - x0, y - y0);
+                let (x0, y0) = (x0 as i64, y0 as i64);
+                let (p00, p01) = (px(x0, y0), px(x0 + 1, y0));
+                let (p10, p11) = (px(x0, y0 + 1), px(x0 + 1, y0 + 1));
+                for k in 0..3 {
+                    let top = p00[k] + (p01[k] - p00[k]) * fx;
+                    let bottom = p10[k] + (p11[k] - p10[k]) * fx;
+                    acc[k] += top + (bottom - top) * fy;
+                }
+            }
+        }
+        *out = Rgb(acc.map(|v| (v / samples).round().clamp(0.0, 255.0) as u8));
+    }
+    chip
+}
+
+/// Planar NCHW float32 copy of an RGB image with the channels in BGR order,
+/// values 0..255 (what OpenCV's `blobFromImage(bgr, swapRB=false)` gives).
+pub fn bgr_nchw(img: &RgbImage) -> Vec<f32> {
+    let plane = img.width() as usize * img.height() as usize;
+    let mut out = vec![0.0f32; plane * 3];
+    for (i, p) in img.pixels().enumerate() {
+        out[i] = f32::from(p[2]);
+        out[plane + i] = f32::from(p[1]);
+        out[2 * plane + i] = f32::from(p[0]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arcface_chip_of_a_template_placed_face_is_the_region() {
+        // Landmarks on the template scaled ×1 and shifted by (30, 20): the
+        // chip is the image region starting at (30, 20).
+        let img = RgbImage::from_fn(200, 200, |x, y| Rgb([x as u8, y as u8, 7]));
+        let pts = ARCFACE_TEMPLATE.map(|(x, y)| (x + 30.0, y + 20.0));
+        let chip = arcface_chip(&img, &pts);
+        assert_eq!(chip.dimensions(), (112, 112));
+        for (x, y, p) in chip.enumerate_pixels() {
+            assert_eq!(p.0, [(x + 30) as u8, (y + 20) as u8, 7], "({x},{y})");
+        }
+        // Twice as large: each chip pixel averages a 2×2 grid around the
+        // mapped centre, so a linear ramp keeps its value.
+        let big = RgbImage::from_fn(400, 400, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 7]));
+        let pts2 = ARCFACE_TEMPLATE.map(|(x, y)| (2.0 * x + 60.0, 2.0 * y + 40.0));
+        let chip2 = arcface_chip(&big, &pts2);
+        let p = chip2.get_pixel(50, 60).0;
+        assert!((i32::from(p[0]) - 80).abs() <= 1 && (i32::from(p[1]) - 80).abs() <= 1);
+    }
+
+    #[test]
+    fn bgr_layout() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, Rgb([1, 2, 3]));
+        img.put_pixel(1, 0, Rgb([4, 5, 6]));
+        assert_eq!(bgr_nchw(&img), vec![3.0, 6.0, 2.0, 5.0, 1.0, 4.0]);
+    }
 
     #[test]
     fn nchw_layout() {

@@ -1,6 +1,7 @@
-//! From embedding cosine to the API's 0–100 similarity.
+//! From embedding cosine to the API's 0–100 similarity, one mapping per
+//! embedder ([`DLIB`], [`SFACE`]; `Embedder::calibration`).
 //!
-//! The mapping is piecewise linear through measured anchor points, so it is
+//! Each mapping is piecewise linear through measured anchor points, so it is
 //! strictly monotonic and a similarity threshold is a cosine threshold with a
 //! known false-accept rate. The anchors come from `examples/calibrate.rs`
 //! (impostor and genuine pairs of real photos; numbers in docs/models.md):
@@ -12,7 +13,23 @@
 //! | 50 | median of unrelated people lies below this |
 //! | 100 | identical embeddings |
 
-/// (cosine, similarity) anchors, strictly increasing in both.
+/// A cosine → 0–100 similarity mapping: piecewise linear through
+/// (cosine, similarity) anchors strictly increasing in both, from (−1, 0) to
+/// (1, 100).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub anchors: &'static [(f32, f32)],
+}
+
+/// dlib ResNet v1 (`dlib-resnet-v1`), fitted on ORL (docs/models.md).
+pub const DLIB: Calibration = Calibration { anchors: &ANCHORS };
+
+/// SFace (`sface-2021dec`), fitted on LFW (docs/models.md).
+pub const SFACE: Calibration = Calibration {
+    anchors: &SFACE_ANCHORS,
+};
+
+/// dlib's (cosine, similarity) anchors, strictly increasing in both.
 pub const ANCHORS: [(f32, f32); 7] = [
     (-1.0, 0.0),
     (0.5, 10.0),
@@ -23,29 +40,58 @@ pub const ANCHORS: [(f32, f32); 7] = [
     (1.0, 100.0),
 ];
 
-/// Similarity in [0, 100] for a cosine in [-1, 1] (clamped).
-pub fn similarity(cosine: f32) -> f32 {
-    interpolate(cosine.clamp(-1.0, 1.0), |a| a.0, |a| a.1)
-}
+/// SFace's (cosine, similarity) anchors, strictly increasing in both.
+pub const SFACE_ANCHORS: [(f32, f32); 7] = [
+    (-1.0, 0.0),
+    (0.0, 10.0),
+    (0.2, 30.0),
+    (0.3, 50.0),
+    (0.4, 80.0),
+    (0.5, 90.0),
+    (1.0, 100.0),
+];
 
-/// The cosine whose similarity is `similarity` (clamped to [0, 100]); the
-/// inverse of [`similarity`].
-pub fn cosine_for_similarity(similarity: f32) -> f32 {
-    interpolate(similarity.clamp(0.0, 100.0), |a| a.1, |a| a.0)
-}
-
-fn interpolate(x: f32, from: impl Fn(&(f32, f32)) -> f32, to: impl Fn(&(f32, f32)) -> f32) -> f32 {
-    if x.is_nan() {
-        return to(&ANCHORS[0]);
+impl Calibration {
+    /// Similarity in [0, 100] for a cosine in [-1, 1] (clamped; NaN → 0).
+    pub fn similarity(&self, cosine: f32) -> f32 {
+        interpolate(self.anchors, cosine.clamp(-1.0, 1.0), |a| a.0, |a| a.1)
     }
-    for pair in ANCHORS.windows(2) {
+
+    /// The cosine whose similarity is `similarity` (clamped to [0, 100]);
+    /// the inverse of [`Calibration::similarity`].
+    pub fn cosine_for_similarity(&self, similarity: f32) -> f32 {
+        interpolate(self.anchors, similarity.clamp(0.0, 100.0), |a| a.1, |a| a.0)
+    }
+}
+
+/// dlib's similarity ([`DLIB`]); kept for callers that predate the
+/// per-embedder mappings. Use [`crate::embedder::Embedder::similarity`].
+pub fn similarity(cosine: f32) -> f32 {
+    DLIB.similarity(cosine)
+}
+
+/// dlib's inverse mapping ([`DLIB`]); see [`similarity`].
+pub fn cosine_for_similarity(similarity: f32) -> f32 {
+    DLIB.cosine_for_similarity(similarity)
+}
+
+fn interpolate(
+    anchors: &[(f32, f32)],
+    x: f32,
+    from: impl Fn(&(f32, f32)) -> f32,
+    to: impl Fn(&(f32, f32)) -> f32,
+) -> f32 {
+    if x.is_nan() {
+        return to(&anchors[0]);
+    }
+    for pair in anchors.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if x <= from(b) {
             let t = (x - from(a)) / (from(b) - from(a));
             return to(a) + t * (to(b) - to(a));
         }
     }
-    to(&ANCHORS[ANCHORS.len() - 1])
+    to(&anchors[anchors.len() - 1])
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).
@@ -68,18 +114,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mapping_is_monotonic_and_invertible() {
-        let mut last = -1.0;
-        for i in 0..=2000 {
-            let c = -1.0 + i as f32 / 1000.0;
-            let s = similarity(c);
-            assert!((0.0..=100.0).contains(&s));
-            assert!(s >= last);
-            last = s;
-            assert!((cosine_for_similarity(s) - c).abs() < 1e-4, "{c} -> {s}");
+    fn mappings_are_monotonic_and_invertible() {
+        for cal in [DLIB, SFACE] {
+            assert_eq!(cal.anchors.first(), Some(&(-1.0, 0.0)));
+            assert_eq!(cal.anchors.last(), Some(&(1.0, 100.0)));
+            for w in cal.anchors.windows(2) {
+                assert!(w[0].0 < w[1].0 && w[0].1 < w[1].1, "{w:?}");
+            }
+            let mut last = -1.0;
+            for i in 0..=2000 {
+                let c = -1.0 + i as f32 / 1000.0;
+                let s = cal.similarity(c);
+                assert!((0.0..=100.0).contains(&s));
+                assert!(s >= last);
+                last = s;
+                assert!(
+                    (cal.cosine_for_similarity(s) - c).abs() < 1e-4,
+                    "{c} -> {s}"
+                );
+            }
+            assert_eq!(cal.similarity(1.0), 100.0);
+            assert_eq!(cal.similarity(f32::NAN), 0.0);
         }
-        assert_eq!(similarity(1.0), 100.0);
-        assert_eq!(similarity(f32::NAN), 0.0);
+        assert_eq!(similarity(0.934), DLIB.similarity(0.934));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod align;
 pub mod calibration;
 pub mod detect;
+pub mod embedder;
 pub mod error;
 pub mod files;
 pub mod geometry;
@@ -14,4 +15,5 @@ pub mod pose;
 pub mod runtime;
 pub mod spoof;
 
+pub use embedder::Embedder;
 pub use error::{Result, VisionError};

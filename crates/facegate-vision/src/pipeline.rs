@@ -7,6 +7,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::detect::{Detection, Detector, DetectorOptions};
+use crate::embedder::Embedder;
 use crate::error::{Result, VisionError};
 use crate::files;
 use crate::geometry::{BoxF, FivePoints, Point};
@@ -17,8 +18,15 @@ use crate::runtime::{Backend, Model, Runtime, RuntimeConfig, RuntimeKind};
 use crate::spoof::{self, BoxXYWH, SpoofCondition, SpoofVerdict};
 use crate::{align, calibration};
 
-/// Side of dlib's aligned face chip, the embedder's input.
+/// Side of dlib's aligned face chip, the dlib embedder's input.
 const EMBED_CHIP: u32 = 150;
+/// Which five points SFace's chip is aligned on (chosen on LFW, see
+/// docs/models.md): YuNet's own, or YuNet's with the eyes replaced by the
+/// centres of dlib's eye corners.
+const SFACE_REFINED_EYES: bool = true;
+/// Whether SFace's embedding is the sum of the chip's and its mirror
+/// image's (test-time augmentation; measured in docs/models.md).
+const SFACE_FLIP: bool = false;
 /// Faces wider than this are downscaled before landmarking and alignment.
 const MAX_ALIGN_FACE: f32 = 200.0;
 
@@ -116,15 +124,30 @@ pub struct EngineOptions {
     pub model_dir: PathBuf,
     pub runtime: RuntimeKind,
     pub detector: DetectorOptions,
+    /// The embedders to load, the engine's default (used by
+    /// [`Engine::analyze`], [`Engine::embed`], [`Engine::model_version`])
+    /// first. Must not be empty.
+    pub embedders: Vec<Embedder>,
 }
 
 impl EngineOptions {
+    /// Options loading dlib only, as before SFace existed; choose others
+    /// with [`EngineOptions::with_embedders`].
     pub fn new(model_dir: impl Into<PathBuf>, runtime: RuntimeKind) -> Self {
         Self {
             model_dir: model_dir.into(),
             runtime,
             detector: DetectorOptions::default(),
+            embedders: vec![Embedder::Dlib],
         }
+    }
+
+    /// The same options loading `embedders`, the first being the default
+    /// (e.g. `&[Embedder::Sface, Embedder::Dlib]`: SFace for new faces,
+    /// dlib for groups created with it).
+    pub fn with_embedders(mut self, embedders: &[Embedder]) -> Self {
+        self.embedders = embedders.to_vec();
+        self
     }
 }
 
@@ -173,7 +196,8 @@ pub struct Engine {
     runtime: Runtime,
     detector: Detector,
     shape_predictor: ShapePredictor,
-    embedder: Model,
+    /// Loaded embedders, the default first.
+    embedders: Vec<(Embedder, Model)>,
     spoof_v2: Model,
     spoof_v1se: Model,
     mask: MaskClassifier,
@@ -188,26 +212,56 @@ fn read_model(dir: &Path, name: &str) -> Result<Vec<u8>> {
 }
 
 impl Engine {
-    /// Loads every model from `options.model_dir` on the configured runtime.
+    /// Loads the models `options` asks for from `options.model_dir` on the
+    /// configured runtime.
     pub fn load(options: &EngineOptions) -> Result<Self> {
         let runtime = Runtime::new(&RuntimeConfig::for_model_dir(
             options.runtime,
             &options.model_dir,
         ))?;
-        Self::load_on(runtime, &options.model_dir, options.detector.clone())
+        Self::load_with(
+            runtime,
+            &options.model_dir,
+            options.detector.clone(),
+            &options.embedders,
+        )
     }
 
-    /// Loads every model from `dir` on a given runtime.
+    /// Loads the models from `dir` on a given runtime, with dlib as the only
+    /// embedder (see [`Engine::load_with`]).
     pub fn load_on(runtime: Runtime, dir: &Path, detector: DetectorOptions) -> Result<Self> {
+        Self::load_with(runtime, dir, detector, &[Embedder::Dlib])
+    }
+
+    /// Loads the models from `dir` on a given runtime with the given
+    /// embedders, the first being the default.
+    pub fn load_with(
+        runtime: Runtime,
+        dir: &Path,
+        detector: DetectorOptions,
+        embedders: &[Embedder],
+    ) -> Result<Self> {
+        if embedders.is_empty() {
+            return Err(VisionError::InvalidInput(
+                "at least one embedder must be loaded".into(),
+            ));
+        }
         let detector = Detector::load(&runtime, &read_model(dir, files::DETECTOR)?, detector)?;
         let shape_predictor = ShapePredictor::from_bytes(&read_model(dir, files::LANDMARKS)?)
             .map_err(|e| VisionError::InvalidModel(format!("{}: {e}", files::LANDMARKS)))?;
-        let chip = EMBED_CHIP as usize;
-        let embedder = runtime.load(
-            files::EMBEDDER,
-            &read_model(dir, files::EMBEDDER)?,
-            [1, 3, chip, chip],
-        )?;
+        let mut loaded: Vec<(Embedder, Model)> = Vec::new();
+        for &e in embedders {
+            if loaded.iter().any(|(l, _)| *l == e) {
+                continue;
+            }
+            let chip = match e {
+                Embedder::Dlib => EMBED_CHIP,
+                Embedder::Sface => align::ARCFACE_CHIP,
+            } as usize;
+            let file = e.model_file();
+            let model = runtime.load(file, &read_model(dir, file)?, [1, 3, chip, chip])?;
+            loaded.push((e, model));
+        }
         let side = spoof::INPUT_SIZE as usize;
         let spoof_v2 = runtime.load(
             files::SPOOF_V2,
@@ -223,7 +277,7 @@ impl Engine {
             runtime,
             detector,
             shape_predictor,
-            embedder,
+            embedders: loaded,
             spoof_v2,
             spoof_v1se,
             mask: MaskClassifier::embedded()
@@ -235,17 +289,50 @@ impl Engine {
         self.runtime.backend()
     }
 
-    /// Version of the embedding model; stored with every registered face.
+    /// Version of the default embedder; stored with every registered face.
     pub fn model_version(&self) -> &'static str {
-        files::EMBEDDER_VERSION
+        self.default_embedder().version()
     }
 
-    /// Detects faces (largest first) and runs the requested stages on each.
+    /// The default embedder (the first one loaded).
+    pub fn default_embedder(&self) -> Embedder {
+        self.embedders[0].0
+    }
+
+    /// Every loaded embedder, the default first.
+    pub fn embedders(&self) -> Vec<Embedder> {
+        self.embedders.iter().map(|(e, _)| *e).collect()
+    }
+
+    fn embedder_model(&self, embedder: Embedder) -> Result<&Model> {
+        self.embedders
+            .iter()
+            .find(|(e, _)| *e == embedder)
+            .map(|(_, m)| m)
+            .ok_or_else(|| VisionError::InvalidInput(format!("embedder {embedder} is not loaded")))
+    }
+
+    /// Detects faces (largest first) and runs the requested stages on each;
+    /// embeddings come from the default embedder.
     pub fn analyze(&self, image: &RgbImage, options: &AnalyzeOptions) -> Result<Vec<FaceAnalysis>> {
+        self.analyze_with(image, options, self.default_embedder())
+    }
+
+    /// [`Engine::analyze`] with embeddings from `embedder`, which must be
+    /// loaded.
+    pub fn analyze_with(
+        &self,
+        image: &RgbImage,
+        options: &AnalyzeOptions,
+        embedder: Embedder,
+    ) -> Result<Vec<FaceAnalysis>> {
+        if options.embedding {
+            self.embedder_model(embedder)?;
+        }
         let detections = self.detector.detect(image)?;
         detections
             .into_iter()
-            .map(|d| self.analyze_face(image, d, options))
+            .map(|d| self.analyze_face(image, d, options, embedder))
             .collect()
     }
 
@@ -259,11 +346,12 @@ impl Engine {
         image: &RgbImage,
         d: Detection,
         options: &AnalyzeOptions,
+        embedder: Embedder,
     ) -> Result<FaceAnalysis> {
         let aligned = self.align(image, &d);
         let landmarks = aligned.refined_landmarks(&d.landmarks);
         let embedding = if options.embedding {
-            Some(self.embed_aligned(&aligned, image)?)
+            Some(self.embed_aligned(embedder, &aligned, image, &d)?)
         } else {
             None
         };
@@ -332,12 +420,85 @@ impl Engine {
         aligned.shape.iter().map(|&p| aligned.to_image(p)).collect()
     }
 
-    /// L2-normalised embedding of a detected face.
+    /// L2-normalised embedding of a detected face by the default embedder.
     pub fn embed(&self, image: &RgbImage, d: &Detection) -> Result<Vec<f32>> {
-        self.embed_aligned(&self.align(image, d), image)
+        self.embed_with(image, d, self.default_embedder())
     }
 
-    fn embed_aligned(&self, aligned: &Aligned, image: &RgbImage) -> Result<Vec<f32>> {
+    /// L2-normalised embedding of a detected face by `embedder`, which must
+    /// be loaded.
+    pub fn embed_with(
+        &self,
+        image: &RgbImage,
+        d: &Detection,
+        embedder: Embedder,
+    ) -> Result<Vec<f32>> {
+        self.embed_aligned(embedder, &self.align(image, d), image, d)
+    }
+
+    fn embed_aligned(
+        &self,
+        embedder: Embedder,
+        aligned: &Aligned,
+        image: &RgbImage,
+        d: &Detection,
+    ) -> Result<Vec<f32>> {
+        match embedder {
+            Embedder::Dlib => self.embed_dlib(aligned, image),
+            Embedder::Sface => {
+                let points = if SFACE_REFINED_EYES {
+                    aligned.refined_landmarks(&d.landmarks)
+                } else {
+                    d.landmarks
+                };
+                self.embed_sface_points(image, &points, true, SFACE_FLIP)
+            }
+        }
+    }
+
+    /// SFace embedding of the face whose five points (anatomical order, see
+    /// [`FivePoints`]) are `points`: the ArcFace-aligned 112×112 chip, fed
+    /// as BGR (`bgr`, OpenCV's order) or RGB, and with `flip` the sum with
+    /// its mirror image's embedding; L2-normalised. For evaluating the
+    /// pipeline's choices (examples/lfw_eval.rs); [`Engine::embed_with`] is
+    /// the supported entry point.
+    #[doc(hidden)]
+    pub fn embed_sface_points(
+        &self,
+        image: &RgbImage,
+        points: &FivePoints,
+        bgr: bool,
+        flip: bool,
+    ) -> Result<Vec<f32>> {
+        let model = self.embedder_model(Embedder::Sface)?;
+        let pts = points.as_array().map(|p| (f64::from(p.x), f64::from(p.y)));
+        if pts.iter().any(|p| !(p.0.is_finite() && p.1.is_finite())) {
+            return Err(VisionError::InvalidInput("non-finite landmark".into()));
+        }
+        let chip = align::arcface_chip(image, &pts);
+        let run = |chip: &RgbImage| -> Result<Vec<f32>> {
+            let input = if bgr {
+                align::bgr_nchw(chip)
+            } else {
+                align::rgb_nchw(chip)
+            };
+            let out = model.run(&input)?;
+            out.into_iter()
+                .next()
+                .map(|t| t.data)
+                .ok_or_else(|| VisionError::InvalidModel("SFace has no output".into()))
+        };
+        let mut e = run(&chip)?;
+        if flip {
+            let mirrored = image::imageops::flip_horizontal(&chip);
+            for (a, b) in e.iter_mut().zip(run(&mirrored)?) {
+                *a += b;
+            }
+        }
+        Ok(calibration::l2_normalize(&e))
+    }
+
+    fn embed_dlib(&self, aligned: &Aligned, image: &RgbImage) -> Result<Vec<f32>> {
         // dlib cuts its chip from landmarks rounded to whole pixels.
         let rounded: Vec<(f32, f32)> = aligned
             .shape
@@ -346,7 +507,9 @@ impl Engine {
             .collect();
         let chip = align::face_chip(aligned.region.as_ref().unwrap_or(image), &rounded)
             .map_err(|e| VisionError::InvalidInput(format!("alignment: {e}")))?;
-        let out = self.embedder.run(&align::rgb_nchw(&chip))?;
+        let out = self
+            .embedder_model(Embedder::Dlib)?
+            .run(&align::rgb_nchw(&chip))?;
         let raw = out
             .first()
             .ok_or_else(|| VisionError::InvalidModel("embedder has no output".into()))?;

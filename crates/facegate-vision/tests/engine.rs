@@ -8,6 +8,7 @@ use facegate_vision::calibration::{cosine, similarity};
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, FaceAnalysis};
 use facegate_vision::runtime::Runtime;
 use facegate_vision::spoof::SpoofCondition;
+use facegate_vision::Embedder;
 use image::RgbImage;
 
 const ALL: AnalyzeOptions = AnalyzeOptions {
@@ -17,14 +18,27 @@ const ALL: AnalyzeOptions = AnalyzeOptions {
     spoofing: Some(SpoofCondition::Balanced),
 };
 
+/// dlib as the default embedder (as before SFace), SFace loaded too.
 fn load(runtime: Runtime) -> Engine {
-    Engine::load_on(runtime, &common::model_dir(), Default::default()).expect("models provisioned")
+    Engine::load_with(
+        runtime,
+        &common::model_dir(),
+        Default::default(),
+        &[Embedder::Dlib, Embedder::Sface],
+    )
+    .expect("models provisioned")
+}
+
+/// ONNX Runtime, loaded once (one environment per process).
+fn ort() -> Runtime {
+    static ORT: OnceLock<Runtime> = OnceLock::new();
+    ORT.get_or_init(|| common::runtimes().remove(0)).clone()
 }
 
 /// The ONNX Runtime engine, shared by the tests of this binary.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| load(common::runtimes().remove(0)))
+    ENGINE.get_or_init(|| load(ort()))
 }
 
 fn embeddings(faces: &[FaceAnalysis]) -> Vec<Vec<f32>> {
@@ -48,13 +62,14 @@ fn altered_copy(img: &RgbImage) -> RgbImage {
     )
 }
 
-#[test]
-fn each_t1_face_matches_its_altered_copy_and_no_other_person() {
+/// Each face of t1.jpg against the six faces of its altered copy, on the
+/// 0–100 scale of `embedder`: ≥ 90 with its own copy, < 80 with the others.
+fn t1_faces_match_their_altered_copies(embedder: Embedder) {
     let img = common::load_rgb("t1.jpg");
-    let original = engine().analyze(&img, &ALL).unwrap();
+    let original = engine().analyze_with(&img, &ALL, embedder).unwrap();
     assert_eq!(original.len(), 6);
     let copy = altered_copy(&img);
-    let altered = engine().analyze(&copy, &ALL).unwrap();
+    let altered = engine().analyze_with(&copy, &ALL, embedder).unwrap();
     assert_eq!(altered.len(), 6);
     let w = img.width() as f32;
     for (i, face) in original.iter().enumerate() {
@@ -70,8 +85,8 @@ fn each_t1_face_matches_its_altered_copy_and_no_other_person() {
             .expect("the face is found in the copy");
         let e = face.embedding.as_ref().unwrap();
         for (j, other) in altered.iter().enumerate() {
-            let s = similarity(cosine(e, other.embedding.as_ref().unwrap()));
-            println!("t1 face {i} vs copy face {j}: similarity {s:.1}");
+            let s = embedder.similarity(cosine(e, other.embedding.as_ref().unwrap()));
+            println!("{embedder}: t1 face {i} vs copy face {j}: similarity {s:.1}");
             if j == twin {
                 assert!(s >= 90.0, "face {i} vs its own copy: {s}");
             } else {
@@ -82,67 +97,148 @@ fn each_t1_face_matches_its_altered_copy_and_no_other_person() {
 }
 
 #[test]
+fn each_t1_face_matches_its_altered_copy_and_no_other_person() {
+    // dlib, through the pre-SFace entry points (default embedder, global
+    // mapping), which existing groups depend on.
+    assert_eq!(engine().model_version(), "dlib-resnet-v1");
+    assert_eq!(similarity(0.95), Embedder::Dlib.similarity(0.95));
+    t1_faces_match_their_altered_copies(Embedder::Dlib);
+}
+
+#[test]
+fn each_t1_face_matches_its_altered_copy_and_no_other_person_with_sface() {
+    t1_faces_match_their_altered_copies(Embedder::Sface);
+}
+
+#[test]
+fn embedders_are_selected_by_the_options() {
+    let dir = common::model_dir();
+    let runtime = ort();
+    let sface_only = Engine::load_with(
+        runtime.clone(),
+        &dir,
+        Default::default(),
+        &[Embedder::Sface],
+    )
+    .unwrap();
+    assert_eq!(sface_only.model_version(), "sface-2021dec");
+    assert_eq!(sface_only.embedders(), [Embedder::Sface]);
+    let img = common::load_rgb("Tom_Hanks_54745.png");
+    let face = sface_only.detect(&img).unwrap().remove(0);
+    assert_eq!(sface_only.embed(&img, &face).unwrap().len(), 128);
+    assert!(sface_only.embed_with(&img, &face, Embedder::Dlib).is_err());
+    assert!(sface_only.analyze_with(&img, &ALL, Embedder::Dlib).is_err());
+    // Without embeddings, any embedder is fine.
+    let no_embedding = AnalyzeOptions {
+        embedding: false,
+        ..ALL
+    };
+    assert_eq!(
+        sface_only
+            .analyze_with(&img, &no_embedding, Embedder::Dlib)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(Engine::load_with(runtime, &dir, Default::default(), &[]).is_err());
+    // The engine of this test binary: dlib first, so dlib is the default.
+    assert_eq!(engine().embedders(), [Embedder::Dlib, Embedder::Sface]);
+    let via_default = engine().embed(&img, &face).unwrap();
+    let via_dlib = engine().embed_with(&img, &face, Embedder::Dlib).unwrap();
+    assert_eq!(via_default, via_dlib);
+}
+
+#[test]
 fn both_runtimes_give_the_same_embeddings() {
     let img = common::load_rgb("t1.jpg");
     let tract = load(Runtime::tract());
-    let a = embeddings(&engine().analyze(&img, &ALL).unwrap());
-    let b = embeddings(&tract.analyze(&img, &ALL).unwrap());
-    let max_diff = a
+    let max_diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let faces = engine().analyze(&img, &ALL).unwrap();
+    let tract_faces = tract.analyze(&img, &ALL).unwrap();
+    let d = max_diff(&embeddings(&faces), &embeddings(&tract_faces));
+    println!("dlib: max |onnxruntime - tract| over 6x128 embedding values: {d:e}");
+    assert!(d < 2e-5, "dlib: {d}");
+    // SFace's chip is sampled at sub-pixel landmark positions, and the two
+    // runtimes' YuNet landmarks differ by ~1e-5 px, which can move a chip
+    // pixel by one level: compare the network on the same chips, then the
+    // whole pipeline by cosine.
+    let same_chips = |e: &Engine| -> Vec<Vec<f32>> {
+        faces
+            .iter()
+            .map(|f| {
+                e.embed_sface_points(&img, &f.landmarks, true, false)
+                    .unwrap()
+            })
+            .collect()
+    };
+    let d = max_diff(&same_chips(engine()), &same_chips(&tract));
+    println!("sface, same chips: max |onnxruntime - tract| over 6x128 values: {d:e}");
+    assert!(d < 2e-5, "sface: {d}");
+    let a = embeddings(&engine().analyze_with(&img, &ALL, Embedder::Sface).unwrap());
+    let b = embeddings(&tract.analyze_with(&img, &ALL, Embedder::Sface).unwrap());
+    for (x, y) in a.iter().zip(&b) {
+        let c = cosine(x, y);
+        println!("sface, whole pipeline: cosine onnxruntime vs tract {c:.7}");
+        assert!(c > 0.99999, "{c}");
+    }
+}
+
+fn roc_auc(genuine: &[f32], impostor: &[f32]) -> f64 {
+    let mut imp = impostor.to_vec();
+    imp.sort_by(f32::total_cmp);
+    let wins: f64 = genuine
         .iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    println!("max |onnxruntime - tract| over 6x128 embedding values: {max_diff:e}");
-    assert!(max_diff < 2e-5, "{max_diff}");
+        .map(|g| imp.partition_point(|m| m < g) as f64)
+        .sum();
+    wins / (genuine.len() as f64 * imp.len() as f64)
 }
 
 #[test]
 fn orl_identities_separate() {
     let orl = common::workspace_root().join("../shared/datasets/orl_faces/images");
-    let options = AnalyzeOptions {
-        embedding: true,
-        orientation: false,
-        mask: false,
-        spoofing: None,
-    };
-    let mut people = Vec::new();
+    // Per embedder: (person, embedding) of every photo.
+    let embedders = [Embedder::Dlib, Embedder::Sface];
+    let mut people: Vec<Vec<(usize, Vec<f32>)>> = vec![Vec::new(); embedders.len()];
     for person in 1..=40 {
         for shot in 1..=10 {
             let path = orl.join(format!("s{person}/{shot}.png"));
             let img = image::open(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 .to_rgb8();
-            let face = engine().analyze(&img, &options).unwrap();
-            let face = face.first().expect("every ORL photo has a face");
-            people.push((person, face.embedding.clone().unwrap()));
-        }
-    }
-    let (mut wins, mut pairs) = (0u64, 0u64);
-    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-    for (i, a) in people.iter().enumerate() {
-        for b in &people[i + 1..] {
-            let c = cosine(&a.1, &b.1);
-            if a.0 == b.0 {
-                genuine.push(c)
-            } else {
-                impostor.push(c)
+            let faces = engine().detect(&img).unwrap();
+            let face = faces.first().expect("every ORL photo has a face");
+            for (k, &e) in embedders.iter().enumerate() {
+                people[k].push((person, engine().embed_with(&img, face, e).unwrap()));
             }
         }
     }
-    for g in &genuine {
-        for m in &impostor {
-            pairs += 1;
-            wins += (g > m) as u64;
+    for (k, embedder) in embedders.into_iter().enumerate() {
+        let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+        let p = &people[k];
+        for (i, a) in p.iter().enumerate() {
+            for b in &p[i + 1..] {
+                let c = cosine(&a.1, &b.1);
+                if a.0 == b.0 {
+                    genuine.push(c)
+                } else {
+                    impostor.push(c)
+                }
+            }
         }
+        let auc = roc_auc(&genuine, &impostor);
+        println!(
+            "{embedder}: ORL ROC AUC {auc:.6} over {} genuine / {} impostor pairs",
+            genuine.len(),
+            impostor.len()
+        );
+        assert!(auc > 0.999, "{embedder}: {auc}");
     }
-    let auc = wins as f64 / pairs as f64;
-    println!(
-        "ORL ROC AUC {auc:.6} over {} genuine / {} impostor pairs",
-        genuine.len(),
-        impostor.len()
-    );
-    assert!(auc > 0.999, "{auc}");
 }
 
 /// Rotates about the centre by `degrees` (clockwise on screen), bilinear,

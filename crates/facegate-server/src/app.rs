@@ -6,20 +6,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use facegate_image::{FetchPolicy, Limits};
-use facegate_store::{Gallery, GalleryOptions};
+use facegate_store::{DatabaseUrl, Gallery, GalleryOptions, StoreError};
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::analyzer::FaceAnalyzer;
 use crate::config::Config;
+use crate::connections::{self, Admission};
 use crate::error::{ServerError, ServiceError};
 use crate::service::{Service, ServiceOptions};
 use crate::surfaces::{argos, nhn_common, nhn_liveness, nhn_reco};
@@ -137,18 +138,124 @@ pub fn new_id(len: usize) -> String {
         .collect()
 }
 
-/// Request id, one structured log line per request (method, path, status,
+/// Longest request target accepted; longer ones are answered in the
+/// surface's format (hyper itself cuts targets over 64 KiB with a bare 414).
+pub const MAX_URI_LEN: usize = 8 * 1024;
+/// Most header bytes (names and values) and header lines accepted; hyper
+/// cuts heads over about 400 KB with a bare 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header lines accepted.
+pub const MAX_HEADERS: usize = 100;
+
+/// The body limit of a route (by path): compare carries two images.
+pub fn body_limit(path: &str) -> usize {
+    if path.starts_with("/nhn-face-reco/") && path.ends_with("/compare") {
+        COMPARE_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
+/// The error a request gets before any handler runs, in its surface's
+/// format: `None` when the path belongs to no surface.
+pub fn surface_error(path: &str, err: ServiceError) -> Option<Response> {
+    if path.starts_with("/nhn-face-reco/") {
+        Some(nhn_reco::to_wire(&err))
+    } else if path.starts_with("/v1.0/") {
+        Some(nhn_liveness::to_wire(&err))
+    } else if path.starts_with("/modules/") {
+        Some(argos::to_wire(
+            &argos::ArgosError::Service(err),
+            &new_id(13),
+        ))
+    } else {
+        None
+    }
+}
+
+/// What a request is refused for before it reaches a handler: limits on its
+/// head and declared body size, and the health-only reserve connections.
+fn refuse_early(req: &Request) -> Option<(StatusCode, ServiceError)> {
+    let path = req.uri().path();
+    if req.extensions().get::<Admission>() == Some(&Admission::Reserve)
+        && path != "/healthz"
+        && path != "/readyz"
+    {
+        return Some((StatusCode::SERVICE_UNAVAILABLE, ServiceError::Overloaded));
+    }
+    if req.uri().to_string().len() > MAX_URI_LEN {
+        return Some((
+            StatusCode::URI_TOO_LONG,
+            ServiceError::invalid("request target is too long"),
+        ));
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ServiceError::invalid("request headers are too large"),
+        ));
+    }
+    // Refused from the header alone, so a client that waits for
+    // `100 Continue` never sends the body.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > body_limit(path) as u64) {
+        return Some((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Image {
+                role: crate::error::ImageRole::Image,
+                source: facegate_image::ImageError::TooLarge {
+                    max_bytes: Limits::default().max_bytes,
+                },
+            },
+        ));
+    }
+    None
+}
+
+/// Request id, one structured log line per request (method, route, status,
 /// latency; never headers or bodies, which carry keys and images).
+///
+/// The route logged is the matched template (`.../appkeys/{app_key}/...`),
+/// never the raw path: a raw path can smuggle an appKey past any pattern
+/// (`/appkeys/x/../KEY/...`). Unmatched paths are logged as such.
 async fn request_context(req: Request, next: Next) -> Response {
     let id = new_id(16);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_string();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
-        path = %redact_app_key(req.uri().path()),
+        route = %route,
     );
     let started = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let early = refuse_early(&req).map(|(status, err)| {
+        let message = err.to_string();
+        let mut resp = surface_error(req.uri().path(), err).unwrap_or_else(|| {
+            (status, Json(serde_json::json!({ "message": message }))).into_response()
+        });
+        // The body was not read: the connection cannot be reused.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+        resp
+    });
+    let mut resp = match early {
+        Some(resp) => resp,
+        None => next.run(req).instrument(span.clone()).await,
+    };
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
@@ -162,33 +269,16 @@ async fn request_context(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The path with the `{appKey}` segment blanked: logs identify routes, not
-/// tenants' credentials.
-fn redact_app_key(path: &str) -> String {
-    match path.split_once("/appkeys/") {
-        Some((head, rest)) => {
-            let tail = rest.find('/').map_or("", |i| &rest[i..]);
-            format!("{head}/appkeys/{{appKey}}{tail}")
-        }
-        None => path.to_string(),
-    }
-}
-
 /// Unknown routes and methods get each surface's error format, not the
 /// framework's plain-text 404/405.
 async fn fallback(uri: Uri) -> Response {
-    let path = uri.path();
-    if path.starts_with("/nhn-face-reco/") {
-        nhn_reco::to_wire(&ServiceError::invalid("no such route"))
-    } else if path.starts_with("/v1.0/") {
-        nhn_liveness::to_wire(&ServiceError::invalid("no such route"))
-    } else {
+    surface_error(uri.path(), ServiceError::invalid("no such route")).unwrap_or_else(|| {
         (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({ "message": "Not Found" })),
         )
             .into_response()
-    }
+    })
 }
 
 /// What a panic said (its payload is a `String` or `&str` almost always).
@@ -362,6 +452,7 @@ fn open_service(config: &Config, options: &StartOptions) -> Result<Service, Serv
                 ..FetchPolicy::default()
             },
             max_faces_per_group: config.max_faces_per_group,
+            decode_budget: config.decode_memory_budget(),
             ..ServiceOptions::default()
         },
     ))
@@ -369,21 +460,72 @@ fn open_service(config: &Config, options: &StartOptions) -> Result<Service, Serv
 
 /// Opens the gallery (creating the data dir and key on first start) and
 /// starts watching the key files.
+///
+/// Key file and database must agree: a key without a database (deleted or
+/// emptied) or a database without its key means the data directory lost
+/// something, and starting "fresh" would hide that, so start-up refuses
+/// and says what to restore. A key is only ever created together with a
+/// new, empty database.
 fn open_gallery(config: &Config, options: &StartOptions) -> Result<Arc<Gallery>, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Io {
-        context: format!("creating {}", config.data_dir.display()),
+    let data_dir = &config.data_dir;
+    facegate_store::files::create_private_dir(data_dir).map_err(|e| ServerError::Io {
+        context: format!("creating {}", data_dir.display()),
         source: e,
     })?;
-    let keys = crate::keys::load_key_ring(&config.master_key_file())?;
-    let gallery = Arc::new(Gallery::open(
+    for (path, mode) in facegate_store::files::readable_by_others(data_dir) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "readable by other users; it holds tenant and face metadata (chmod go-rwx)"
+        );
+    }
+    let key_file = config.master_key_file();
+    let database = DatabaseUrl::parse(&config.database_url())?;
+    let key_existed = key_file.exists() || crate::keys::next_key_path(&key_file).exists();
+    let holds_data = database.holds_data()?;
+    let lost_database = || {
+        ServerError::DataDir(format!(
+            "the database {} is missing or empty, but the master key file {} exists, so this \
+             data directory held a database before; restore the database (or its backup). To \
+             start an empty store on purpose, move {} away first.",
+            database.describe(),
+            key_file.display(),
+            key_file.display()
+        ))
+    };
+    if !key_existed && holds_data {
+        return Err(ServerError::DataDir(format!(
+            "the master key file {} is missing, but the database {} holds data encrypted under \
+             it; restore that key file. facegate never creates a new key for existing data.",
+            key_file.display(),
+            database.describe()
+        )));
+    }
+    if key_existed && !holds_data && matches!(database, DatabaseUrl::Sqlite(_)) {
+        return Err(lost_database());
+    }
+    let keys = crate::keys::load_key_ring(&key_file)?;
+    let gallery = Gallery::open(
         &config.database_url(),
         keys,
         GalleryOptions {
             token_ttl: options.token_ttl,
+            store_timeout: Duration::from_secs(config.store_timeout_secs),
+            create_if_empty: !key_existed,
             ..GalleryOptions::default()
         },
-    )?);
-    crate::keys::watch_key_files(&gallery, config.master_key_file());
+    )
+    .map_err(|e| match e {
+        StoreError::Uninitialised => lost_database(),
+        e @ StoreError::KeyMismatch { .. } => ServerError::DataDir(format!(
+            "{e} (key file {}, database {})",
+            key_file.display(),
+            database.describe()
+        )),
+        e => e.into(),
+    })?;
+    let gallery = Arc::new(gallery);
+    crate::keys::watch_key_files(&gallery, key_file);
     Ok(gallery)
 }
 
@@ -399,6 +541,7 @@ fn load_analyzer(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, ServerError> 
 /// the background; `/readyz` turns 200 when done.
 pub async fn start(config: Config, options: StartOptions) -> Result<RunningServer, ServerError> {
     config.validate()?;
+    let limits = config.connection_limits();
     if config.tenants.is_empty() {
         tracing::warn!("no tenants configured: every API request will be refused");
     }
@@ -430,13 +573,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(connections::serve(listener, app, limits, async {
+        let _ = rx.await;
+    }));
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,
@@ -492,25 +631,6 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
 
 /// Exposes the NHN code table for tests and docs.
 pub use nhn_common::NhnCode;
-
-#[cfg(test)]
-mod redact_tests {
-    #[test]
-    fn app_keys_never_reach_the_log() {
-        assert_eq!(
-            super::redact_app_key("/nhn-face-reco/v1.0/appkeys/s3cret/groups/g"),
-            "/nhn-face-reco/v1.0/appkeys/{appKey}/groups/g"
-        );
-        assert_eq!(
-            super::redact_app_key("/v1.0/appkeys/k"),
-            "/v1.0/appkeys/{appKey}"
-        );
-        assert_eq!(
-            super::redact_app_key("/modules/liveness"),
-            "/modules/liveness"
-        );
-    }
-}
 
 #[cfg(test)]
 mod panic_tests {

@@ -10,8 +10,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use crate::connections::ConnectionLimits;
 use crate::error::ConfigError;
 
 /// Name of the config file created in the data directory on first start.
@@ -34,6 +37,26 @@ const SCALAR_KEYS: &[&str] = &[
     "allow_private_urls",
     "max_faces_per_group",
     "max_image_pixels",
+    "header_timeout_secs",
+    "body_timeout_secs",
+    "idle_timeout_secs",
+    "shutdown_timeout_secs",
+    "max_connections",
+    "store_timeout_secs",
+    "decode_memory_bytes",
+];
+
+/// Scalar keys whose values are integers (for environment overrides).
+const INTEGER_KEYS: &[&str] = &[
+    "max_faces_per_group",
+    "max_image_pixels",
+    "header_timeout_secs",
+    "body_timeout_secs",
+    "idle_timeout_secs",
+    "shutdown_timeout_secs",
+    "max_connections",
+    "store_timeout_secs",
+    "decode_memory_bytes",
 ];
 
 /// `FACEGATE_*` variables that are not config keys but are read by the
@@ -130,6 +153,30 @@ pub struct Config {
     /// Images whose header declares more pixels are refused before decoding.
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// Seconds a client has to send a complete request head.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Longest pause, in seconds, while a request body is read or a
+    /// response written.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+    /// Client connections open at once; 0 derives it from the open-file
+    /// limit.
+    #[serde(default)]
+    pub max_connections: u64,
+    /// Seconds one store operation may wait (a lock, a stuck database).
+    #[serde(default = "default_store_timeout")]
+    pub store_timeout_secs: u64,
+    /// Bytes all images being decoded at once may occupy; 0 derives it
+    /// from available memory.
+    #[serde(default)]
+    pub decode_memory_bytes: u64,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -137,6 +184,23 @@ pub struct Config {
 
 fn default_max_image_pixels() -> u64 {
     facegate_image::Limits::default().max_pixels
+}
+fn default_header_timeout() -> u64 {
+    ConnectionLimits::default().header_timeout.as_secs()
+}
+fn default_body_timeout() -> u64 {
+    ConnectionLimits::default().body_timeout.as_secs()
+}
+fn default_idle_timeout() -> u64 {
+    ConnectionLimits::default().idle_timeout.as_secs()
+}
+fn default_shutdown_timeout() -> u64 {
+    ConnectionLimits::default().shutdown_timeout.as_secs()
+}
+fn default_store_timeout() -> u64 {
+    facegate_store::GalleryOptions::default()
+        .store_timeout
+        .as_secs()
 }
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
@@ -160,6 +224,13 @@ impl Default for Config {
             allow_private_urls: false,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
             max_image_pixels: default_max_image_pixels(),
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            shutdown_timeout_secs: default_shutdown_timeout(),
+            max_connections: 0,
+            store_timeout_secs: default_store_timeout(),
+            decode_memory_bytes: 0,
             tenants: Vec::new(),
         }
     }
@@ -214,6 +285,28 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
+    /// The connection timeouts and cap in force.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            max_connections: match self.max_connections {
+                0 => crate::connections::default_max_connections(),
+                n => usize::try_from(n).unwrap_or(usize::MAX),
+            },
+        }
+    }
+
+    /// The decode memory budget in force, in bytes.
+    pub fn decode_memory_budget(&self) -> u64 {
+        match self.decode_memory_bytes {
+            0 => facegate_image::default_decode_budget(),
+            n => n,
+        }
+    }
+
     /// Checks what serde cannot: a parseable listen address, sane quota,
     /// non-empty and unique tenant keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -224,6 +317,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_image_pixels must be at least 1".into(),
             ));
+        }
+        for (name, secs) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("store_timeout_secs", self.store_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
         }
         if self.max_faces_per_group == 0 {
             return Err(ConfigError::Invalid(
@@ -338,7 +441,7 @@ fn apply_env(
                 "false" | "0" | "no" => false,
                 _ => return Err(ConfigError::Invalid(format!("{var} must be true or false"))),
             }),
-            "max_faces_per_group" | "max_image_pixels" => {
+            k if INTEGER_KEYS.contains(&k) => {
                 let n: i64 = raw
                     .trim()
                     .parse()
@@ -436,7 +539,7 @@ pub fn load_or_init_at(
         tenants: vec![tenant.clone()],
         ..Config::default()
     };
-    std::fs::create_dir_all(&data_dir).map_err(|e| ConfigError::Io {
+    facegate_store::files::create_private_dir(&data_dir).map_err(|e| ConfigError::Io {
         path: data_dir.clone(),
         source: e,
     })?;

@@ -96,6 +96,9 @@ pub enum ServiceError {
     /// Models or gallery are still loading.
     #[error("the server is starting; models are not loaded yet")]
     NotReady,
+    /// Too much is in progress (decode memory, connections); retry later.
+    #[error("the server is busy; retry shortly")]
+    Overloaded,
     /// A bug or a crashed worker; details only in the logs.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,6 +126,10 @@ pub fn image_error_text(e: &ImageError) -> String {
         } => format!("image is {width}x{height}; both sides must be at least {min_side} px"),
         ImageError::InvalidUrl(_) => "the image URL is not allowed or could not be fetched".into(),
         ImageError::Timeout => "image download timed out".into(),
+        ImageError::OverBudget { needed, .. } => format!(
+            "image needs {} MiB to decode, more than this server's decode memory budget",
+            needed.div_ceil(1 << 20)
+        ),
         _ => "image could not be loaded".into(),
     }
 }
@@ -155,6 +162,11 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory's key file and database do not belong together
+    /// (one is missing, or the key is another database's); the text says
+    /// which files and what to do.
+    #[error("{0}")]
+    DataDir(String),
     /// A background task died.
     #[error("internal: {0}")]
     Internal(String),

@@ -91,8 +91,18 @@ pub fn watch_key_files(gallery: &Arc<Gallery>, master_key_file: PathBuf) {
                         last_error = None;
                         if ring.current_key_id() != gallery.current_key_id() {
                             let id = ring.current_key_id().to_string();
-                            gallery.adopt_keys(ring);
-                            tracing::info!(key_id = %id, "key files changed; sealing under the new key");
+                            match gallery.adopt_keys(ring) {
+                                Ok(()) => tracing::info!(
+                                    key_id = %id,
+                                    "key files changed; sealing under the new key"
+                                ),
+                                // Retried at the next poll.
+                                Err(e) => tracing::warn!(
+                                    key_id = %id,
+                                    error = %e,
+                                    "could not record the new key in the database; keeping the current keys"
+                                ),
+                            }
                         }
                     }
                     // Reported once, not every second; the ring in memory

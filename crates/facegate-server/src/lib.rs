@@ -7,12 +7,14 @@
 //! * [`service`]: the business rules every surface shares.
 //! * [`surfaces`]: thin handlers and the one error mapping per surface.
 //! * [`app`]: router, logging, health, [`start`]/[`serve`].
+//! * [`connections`]: accepting connections under timeouts and a cap.
 //! * [`keys`]: master key files and `facegate keys rotate`.
 //! * [`analyzer`]: the port to the vision engine ([`engine`] implements it).
 
 pub mod analyzer;
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod engine;
 pub mod error;
 pub mod keys;

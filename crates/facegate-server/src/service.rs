@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use facegate_image::{decode, decode_base64, FetchPolicy, ImageError, Limits, RgbImage};
+use facegate_image::{
+    decode, decode_base64, inspect, DecodeBudget, FetchPolicy, ImageError, Limits, RgbImage,
+};
 use facegate_store::{
     AddFacesOutcome, BBox, FaceRecord, Gallery, GroupInfo, NewFace, NewFaces, Page, StoreError,
     MAX_SEARCH_LIMIT,
@@ -271,7 +273,12 @@ pub struct ServiceOptions {
     pub max_faces_per_group: u64,
     /// How many CPU-heavy jobs (decode, inference) run at once.
     pub cpu_slots: usize,
+    /// Bytes all images being decoded at once may occupy.
+    pub decode_budget: u64,
 }
+
+/// How long a request waits for decode memory before the overload answer.
+pub const DECODE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Default for ServiceOptions {
     fn default() -> Self {
@@ -282,6 +289,7 @@ impl Default for ServiceOptions {
             cpu_slots: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            decode_budget: facegate_image::default_decode_budget(),
         }
     }
 }
@@ -292,6 +300,7 @@ pub struct Service {
     gallery: Arc<Gallery>,
     options: ServiceOptions,
     cpu: Arc<Semaphore>,
+    decode_budget: DecodeBudget,
     decoded: Arc<AtomicUsize>,
 }
 
@@ -311,20 +320,17 @@ impl Drop for DecodedImage {
     }
 }
 
-/// Base64 or raw bytes to pixels, within `limits` (CPU work).
-fn decode_input(input: ImageInput, limits: &Limits) -> Result<RgbImage, ImageError> {
-    let bytes = match input {
-        ImageInput::Base64(s) => decode_base64(&s, limits.max_bytes)?,
-        ImageInput::Bytes(b) if b.len() > limits.max_bytes => {
-            return Err(ImageError::TooLarge {
-                max_bytes: limits.max_bytes,
-            })
-        }
-        ImageInput::Bytes(b) => b,
+/// Base64 or raw bytes to encoded image bytes, within `limits`.
+fn encoded_bytes(input: ImageInput, limits: &Limits) -> Result<Vec<u8>, ImageError> {
+    match input {
+        ImageInput::Base64(s) => decode_base64(&s, limits.max_bytes),
+        ImageInput::Bytes(b) if b.len() > limits.max_bytes => Err(ImageError::TooLarge {
+            max_bytes: limits.max_bytes,
+        }),
+        ImageInput::Bytes(b) => Ok(b),
         // Downloaded before; never reaches here.
-        ImageInput::Url(_) => return Err(ImageError::InvalidFormat),
-    };
-    decode(&bytes, limits)
+        ImageInput::Url(_) => Err(ImageError::InvalidFormat),
+    }
 }
 
 /// Outside create-group, a group id that breaks the id rule names no group
@@ -372,6 +378,7 @@ impl Service {
             analyzer,
             gallery,
             cpu: Arc::new(Semaphore::new(options.cpu_slots.max(1))),
+            decode_budget: DecodeBudget::new(options.decode_budget),
             options,
             decoded: Arc::new(AtomicUsize::new(0)),
         }
@@ -459,8 +466,14 @@ impl Service {
     /// from the start of decoding to the end of `work`. The decoded image
     /// never outlives its slot, so at most `cpu_slots` decoded images are in
     /// memory however many requests wait: what waits is the encoded form
-    /// (at most 3 MB), not the pixels (120 MB for 40 megapixels). Image
-    /// errors name `role`.
+    /// (at most 3 MB), not the pixels (120 MB for 40 megapixels).
+    ///
+    /// Before any pixel is allocated the header says how much memory the
+    /// decode needs, and that much of the process-wide decode budget is
+    /// reserved until `work` ends: an image larger than the whole budget is
+    /// too large, and when the budget is in use the request waits up to
+    /// [`DECODE_WAIT`], then gets the overload answer. Image errors name
+    /// `role`.
     async fn with_image<T: Send + 'static>(
         &self,
         input: ImageInput,
@@ -468,13 +481,30 @@ impl Service {
         limits: Limits,
         work: impl FnOnce(&RgbImage) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let image_error = move |source| match source {
+            ImageError::Busy { .. } => ServiceError::Overloaded,
+            source => ServiceError::Image { role, source },
+        };
         let input = self.fetch(input, role).await?;
+        let (bytes, info) = tokio::task::spawn_blocking(move || {
+            let bytes = encoded_bytes(input, &limits)?;
+            let info = inspect(&bytes, &limits)?;
+            Ok((bytes, info))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("worker failed: {e}")))?
+        .map_err(image_error)?;
+        let permit = self
+            .decode_budget
+            .reserve(info.decode_bytes, DECODE_WAIT)
+            .await
+            .map_err(image_error)?;
         let live = self.decoded.clone();
         self.cpu(move || {
-            // Declared first so it is dropped after the image.
+            // Declared first so they are dropped after the image.
+            let _permit = permit;
             let _counted = DecodedImage::count(&live);
-            let image = decode_input(input, &limits)
-                .map_err(|source| ServiceError::Image { role, source })?;
+            let image = decode(&bytes, &limits).map_err(image_error)?;
             work(&image)
         })
         .await?
@@ -1054,9 +1084,12 @@ mod tests {
         quota: u64,
         cpu_slots: usize,
     ) -> Service {
+        // Each service has its own key, so its own database.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let key = MasterKey::generate().unwrap();
         let gallery = Gallery::open(
-            &format!("sqlite://{}", dir.join("t.db").display()),
+            &format!("sqlite://{}", dir.join(format!("t{n}.db")).display()),
             KeyRing::new(&key),
             GalleryOptions::default(),
         )

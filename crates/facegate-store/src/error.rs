@@ -107,6 +107,25 @@ pub enum StoreError {
     /// A row in the database does not hold what this crate wrote.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The database did not answer within the store timeout (a lock held
+    /// elsewhere, a stuck or unreachable server).
+    #[error("the database did not answer in time")]
+    Timeout,
+    /// The master key file does not belong to this database.
+    #[error(
+        "the master key (id {key_id}) is not one this database was initialised or rotated \
+         under (ids {known}); use the key file that belongs to this database"
+    )]
+    KeyMismatch {
+        /// Id of the key offered.
+        key_id: String,
+        /// Ids the database knows, comma-separated.
+        known: String,
+    },
+    /// The database is new or empty but the caller expected an initialised
+    /// one (a key file exists, so a database existed before).
+    #[error("the database holds no facegate data")]
+    Uninitialised,
     /// The database backend failed.
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -114,7 +133,12 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(e))
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            // Still locked by another connection after the busy timeout.
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Timeout,
+            _ => StoreError::Database(Box::new(e)),
+        }
     }
 }
 

@@ -71,6 +71,69 @@ impl DatabaseUrl {
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
     }
+
+    /// Whether the database exists and holds anything, found without
+    /// creating or changing it: for SQLite a non-empty file (or WAL), for
+    /// PostgreSQL facegate's tables with a row in them.
+    pub fn holds_data(&self) -> Result<bool> {
+        match self {
+            DatabaseUrl::Sqlite(path) => {
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                let non_empty = |p: &std::path::Path| {
+                    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0)
+                };
+                Ok(non_empty(path) || non_empty(std::path::Path::new(&wal)))
+            }
+            DatabaseUrl::Postgres(url) => PostgresStore::holds_data(url),
+        }
+    }
+
+    /// Where the database is, for messages: the file, or host and database
+    /// name (never credentials).
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => path.display().to_string(),
+            DatabaseUrl::Postgres(url) => crate::postgres::describe_url(url),
+        }
+    }
+}
+
+/// Checks that `keys` belong to the database behind `store`, and
+/// initialises a new database under them.
+///
+/// A database records every key it was initialised or rotated under. One
+/// that records none is new (or predates that record: then its faces'
+/// keys were recorded by the migration, and a store with groups but no
+/// faces is accepted as is). A database whose keys include none of the
+/// ring's was written under another key: opening it would seal new records
+/// under a key the old ones do not share, so it is refused.
+fn check_keys(
+    store: &dyn FaceStore,
+    keys: &KeyRing,
+    has_groups: bool,
+    options: &GalleryOptions,
+) -> Result<()> {
+    let known = store.known_key_ids()?;
+    let now = options.clock.now();
+    if known.is_empty() {
+        if !has_groups && !options.create_if_empty {
+            return Err(StoreError::Uninitialised);
+        }
+        return store.record_key_id(keys.current_key_id(), now);
+    }
+    let ring = keys.key_ids();
+    if !ring.iter().any(|id| known.contains(id)) {
+        return Err(StoreError::KeyMismatch {
+            key_id: keys.current_key_id().to_string(),
+            known: known.join(", "),
+        });
+    }
+    if !known.iter().any(|k| k == keys.current_key_id()) {
+        // A rotation's new key, met for the first time.
+        store.record_key_id(keys.current_key_id(), now)?;
+    }
+    Ok(())
 }
 
 /// Settings of a [`Gallery`].
@@ -83,7 +146,17 @@ pub struct GalleryOptions {
     /// Records re-encrypted per transaction during key rotation (default
     /// 500), which bounds how long one rotation step holds the write lock.
     pub rotation_batch_size: usize,
+    /// How long one database operation may wait for a lock or a stuck
+    /// server before failing with [`StoreError::Timeout`] (default 10 s).
+    pub store_timeout: Duration,
+    /// Whether opening a new, empty database initialises it under the key
+    /// ring's key (default true). The server passes false when its key file
+    /// already existed: a database that is then empty was lost, not new.
+    pub create_if_empty: bool,
 }
+
+/// Default of [`GalleryOptions::store_timeout`].
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for GalleryOptions {
     fn default() -> Self {
@@ -91,6 +164,8 @@ impl Default for GalleryOptions {
             token_ttl: Duration::from_secs(3600),
             clock: Arc::new(SystemClock),
             rotation_batch_size: 500,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+            create_if_empty: true,
         }
     }
 }
@@ -100,6 +175,8 @@ impl std::fmt::Debug for GalleryOptions {
         f.debug_struct("GalleryOptions")
             .field("token_ttl", &self.token_ttl)
             .field("rotation_batch_size", &self.rotation_batch_size)
+            .field("store_timeout", &self.store_timeout)
+            .field("create_if_empty", &self.create_if_empty)
             .finish_non_exhaustive()
     }
 }
@@ -358,7 +435,7 @@ impl Gallery {
     pub fn open(database_url: &str, keys: KeyRing, options: GalleryOptions) -> Result<Self> {
         match DatabaseUrl::parse(database_url)? {
             DatabaseUrl::Postgres(url) => {
-                let store = PostgresStore::connect(&url)?;
+                let store = PostgresStore::connect_with_timeout(&url, options.store_timeout)?;
                 // Listen before loading, so no change committed while the
                 // indexes are built goes unannounced.
                 let listener = ChangeListener::connect(&url)?;
@@ -377,7 +454,8 @@ impl Gallery {
                 Ok(gallery)
             }
             DatabaseUrl::Sqlite(path) => {
-                Self::with_store(Box::new(SqliteStore::open(&path)?), keys, options)
+                let store = SqliteStore::open_with_timeout(&path, options.store_timeout)?;
+                Self::with_store(Box::new(store), keys, options)
             }
         }
     }
@@ -414,8 +492,10 @@ impl Gallery {
         keys: KeyRing,
         options: GalleryOptions,
     ) -> Result<Self> {
+        let groups = store.all_groups()?;
+        check_keys(&*store, &keys, !groups.is_empty(), &options)?;
         let mut slots: Slots = HashMap::new();
-        for (tenant, group) in store.all_groups()? {
+        for (tenant, group) in groups {
             let index = build_index(&*store, &keys, &tenant, &group.group_id)?;
             slots
                 .entry(tenant)
@@ -470,9 +550,15 @@ impl Gallery {
     /// once no write is still sealing under the previous current key (writes
     /// hold the key lock across seal and commit), so a rotation started
     /// after this call sees every record the old key will ever seal.
-    pub fn adopt_keys(&self, ring: KeyRing) {
+    ///
+    /// The new key is recorded in the database first (see
+    /// [`Gallery::open`]); if that fails nothing changes.
+    pub fn adopt_keys(&self, ring: KeyRing) -> Result<()> {
+        self.store
+            .record_key_id(ring.current_key_id(), self.now())?;
         let mut keys = write(&self.keys);
         *keys = Arc::new(ring.keeping_readable(&keys));
+        Ok(())
     }
 
     /// Id of the key new records are encrypted under.
@@ -499,6 +585,7 @@ impl Gallery {
             created_at: self.now(),
             model_version: model_version.to_string(),
             face_count: 0,
+            incarnation: new_uuid_v4()?,
         };
         self.store.create_group(tenant, &info)?;
         write(&self.slots)
@@ -752,7 +839,20 @@ impl Gallery {
     ) -> Result<Page<FaceRecord>> {
         Self::check_ids(tenant, group_id)?;
         let keys = self.keys();
-        let scope = Scope::Faces(group_id);
+        // Tokens bind the group's incarnation: one issued before the group
+        // was deleted and created again does not page the new group.
+        let group = match self.store.get_group(tenant, group_id)? {
+            Some(g) => g,
+            // No group a token could belong to.
+            None if token.is_some_and(|t| !t.is_empty()) => {
+                return Err(StoreError::InvalidToken("no such group"))
+            }
+            None => return Err(StoreError::GroupNotFound),
+        };
+        let scope = Scope::Faces {
+            group_id,
+            incarnation: &group.incarnation,
+        };
         let (limit, after) = self.page_start(&keys, tenant, scope, limit, token)?;
         let mut items = self
             .store

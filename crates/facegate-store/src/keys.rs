@@ -153,7 +153,7 @@ impl MasterKey {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        crate::files::create_private_dir(&dir).map_err(|e| io_err(&dir, e))?;
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|_| StoreError::Random)?;
         let tmp = dir.join(format!(

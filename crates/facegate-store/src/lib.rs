@@ -20,6 +20,7 @@
 //! Tenants (appKeys) are fully isolated: every query is keyed by tenant.
 
 mod error;
+pub mod files;
 mod gallery;
 mod index;
 mod keys;
@@ -36,7 +37,7 @@ pub use crate::postgres::{
 pub use error::{Result, StoreError};
 pub use gallery::{
     AddFacesOutcome, DatabaseUrl, Gallery, GalleryOptions, NewFace, NewFaces, Page, RotationReport,
-    MAX_MODEL_VERSION_LEN, MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
+    DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN, MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
 };
 pub use index::{cosine_similarity, dot, normalize, SearchHit, MAX_EMBEDDING_DIM};
 pub use keys::{KeyRing, MasterKey, SealedEmbedding, MASTER_KEY_LEN, NONCE_LEN};

@@ -36,14 +36,15 @@ use crate::time::{Clock, SystemClock, UtcMillis};
 pub const CHANGE_CHANNEL: &str = "facegate_changes";
 
 /// Highest PostgreSQL schema version this build knows.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
 /// Schema migrations, applied in order. Never edit a released entry; append
 /// a new one. Text keys use the "C" collation so keyset paging orders ids
 /// by bytes, as SQLite does, whatever the database's locale.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE groups (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE groups (
         tenant        TEXT COLLATE "C" NOT NULL,
         group_id      TEXT COLLATE "C" NOT NULL,
         created_at_ms BIGINT NOT NULL,
@@ -72,7 +73,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX faces_by_time ON faces (tenant, group_id, created_at_ms DESC, face_id DESC);
     CREATE INDEX faces_by_key ON faces (key_id, seq);"#,
-)];
+    ),
+    (
+        2,
+        // As SQLite's migration 2: the store's keys, group incarnations.
+        r#"CREATE TABLE store_keys (
+        key_id      TEXT COLLATE "C" PRIMARY KEY,
+        added_at_ms BIGINT NOT NULL
+    );
+    INSERT INTO store_keys (key_id, added_at_ms)
+        SELECT DISTINCT key_id, 0 FROM faces ON CONFLICT DO NOTHING;
+    ALTER TABLE groups ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';"#,
+    ),
+];
 
 const FACE_COLUMNS: &str = "face_id, image_id, external_image_id, x0, y0, x1, y1, confidence, \
      created_at_ms, model_version, key_id, nonce, ciphertext";
@@ -94,7 +107,18 @@ trait PgResultExt<T> {
 
 impl<T> PgResultExt<T> for std::result::Result<T, ::postgres::Error> {
     fn db(self) -> Result<T> {
-        self.map_err(|e| StoreError::Database(Box::new(e)))
+        self.map_err(|e| {
+            // statement_timeout cancels with 57014, lock_timeout fails with
+            // 55P03: both mean the store deadline passed.
+            let timed_out = e.code().is_some_and(|c| {
+                *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE
+            });
+            if timed_out {
+                StoreError::Timeout
+            } else {
+                StoreError::Database(Box::new(e))
+            }
+        })
     }
 }
 
@@ -122,6 +146,27 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// Parses a `postgres://` URL, adding a connect timeout and an application
+/// name when the URL sets none, and the store deadline: every statement and
+/// lock wait is cut at `timeout` by the server, and a connection whose
+/// packets go unacknowledged that long (a partition) is dropped by the OS.
+fn parse_config_with_timeout(
+    url: &str,
+    application_name: &str,
+    timeout: Duration,
+) -> Result<Config> {
+    let mut config = parse_config(url, application_name)?;
+    let ms = timeout.as_millis().max(1);
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    options.push_str(&format!(" -c statement_timeout={ms} -c lock_timeout={ms}"));
+    config.options(options.trim());
+    config.keepalives(true);
+    config.keepalives_idle(timeout.max(Duration::from_secs(1)));
+    #[cfg(target_os = "linux")]
+    config.tcp_user_timeout(timeout.max(Duration::from_secs(1)));
+    Ok(config)
+}
+
+/// Parses a `postgres://` URL, adding a connect timeout and an application
 /// name when the URL sets none.
 fn parse_config(url: &str, application_name: &str) -> Result<Config> {
     // The parser's message could echo parts of the URL (a password), so
@@ -136,6 +181,13 @@ fn parse_config(url: &str, application_name: &str) -> Result<Config> {
         config.application_name(application_name);
     }
     Ok(config)
+}
+
+/// Host and database name of a `postgres://` URL, without credentials.
+pub(crate) fn describe_url(url: &str) -> String {
+    parse_config(url, "facegate")
+        .map(|c| describe(&c))
+        .unwrap_or_else(|_| "(unparseable postgres:// URL)".into())
 }
 
 /// A short description of where `config` points, without credentials.
@@ -174,9 +226,16 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user[:password]@host
-    /// [:port]/dbname[?options]`, no TLS) and applies pending migrations.
+    /// [:port]/dbname[?options]`, no TLS) and applies pending migrations,
+    /// with the default store timeout.
     pub fn connect(url: &str) -> Result<Self> {
-        let config = parse_config(url, "facegate")?;
+        Self::connect_with_timeout(url, crate::gallery::DEFAULT_STORE_TIMEOUT)
+    }
+
+    /// [`PostgresStore::connect`] with every statement and lock wait cut
+    /// at `timeout` ([`StoreError::Timeout`]).
+    pub fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self> {
+        let config = parse_config_with_timeout(url, "facegate", timeout)?;
         let store = PostgresStore {
             config,
             pool: Mutex::new(Vec::new()),
@@ -185,6 +244,30 @@ impl PostgresStore {
         migrate(&mut client, &SystemClock)?;
         store.give_back(client);
         Ok(store)
+    }
+
+    /// Whether the database at `url` holds facegate data (its tables exist
+    /// and one has a row), without migrating or changing anything.
+    pub fn holds_data(url: &str) -> Result<bool> {
+        let mut client = parse_config(url, "facegate")?.connect(NoTls).db()?;
+        for table in ["store_keys", "groups"] {
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                .db()?
+                .try_get(0)
+                .db()?;
+            if exists {
+                let any: bool = client
+                    .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+                    .db()?
+                    .try_get(0)
+                    .db()?;
+                if any {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// An idle pooled connection that still works, or a new one.
@@ -340,17 +423,18 @@ fn stored_face(r: &Row) -> Result<StoredFace> {
     })
 }
 
-/// A row of `SELECT group_id, created_at_ms, model_version, face_count`.
+/// A row of `SELECT {GROUP_COLUMNS}`.
 fn group_row(r: &Row) -> Result<GroupInfo> {
     Ok(GroupInfo {
         group_id: r.try_get(0).db()?,
         created_at: UtcMillis(r.try_get(1).db()?),
         model_version: r.try_get(2).db()?,
         face_count: r.try_get::<_, i64>(3).db()?.max(0) as u64,
+        incarnation: r.try_get(4).db()?,
     })
 }
 
-const GROUP_COLUMNS: &str = "group_id, created_at_ms, model_version, face_count";
+const GROUP_COLUMNS: &str = "group_id, created_at_ms, model_version, face_count, incarnation";
 
 /// Locks the group row until the end of the transaction; `false` if the
 /// group does not exist. Taking this lock first in every face write keeps
@@ -390,17 +474,39 @@ fn read_tx(client: &mut Client) -> Result<Transaction<'_>> {
 }
 
 impl FaceStore for PostgresStore {
+    fn known_key_ids(&self) -> Result<Vec<String>> {
+        let rows = self.read(|c| {
+            c.query("SELECT key_id FROM store_keys ORDER BY key_id", &[])
+                .db()
+        })?;
+        rows.iter().map(|r| r.try_get(0).db()).collect()
+    }
+
+    fn record_key_id(&self, key_id: &str, at: UtcMillis) -> Result<()> {
+        self.write_tx(|tx| {
+            tx.execute(
+                "INSERT INTO store_keys (key_id, added_at_ms) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&key_id, &at.0],
+            )
+            .db()?;
+            Ok(())
+        })
+    }
+
     fn create_group(&self, tenant: &str, group: &GroupInfo) -> Result<()> {
         self.write_tx(|tx| {
             let n = tx
                 .execute(
-                    "INSERT INTO groups (tenant, group_id, created_at_ms, model_version, face_count)
-                     VALUES ($1, $2, $3, $4, 0) ON CONFLICT DO NOTHING",
+                    "INSERT INTO groups
+                         (tenant, group_id, created_at_ms, model_version, face_count, incarnation)
+                     VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING",
                     &[
                         &tenant,
                         &group.group_id,
                         &group.created_at.0,
                         &group.model_version,
+                        &group.incarnation,
                     ],
                 )
                 .db()?;
@@ -460,7 +566,7 @@ impl FaceStore for PostgresStore {
                 .db()
         })?;
         rows.iter()
-            .map(|r| Ok((r.try_get(4).db()?, group_row(r)?)))
+            .map(|r| Ok((r.try_get(5).db()?, group_row(r)?)))
             .collect()
     }
 

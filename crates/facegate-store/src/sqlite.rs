@@ -17,9 +17,10 @@ use crate::time::{Clock, SystemClock, UtcMillis};
 
 /// Schema migrations, applied in order, each in its own transaction. Never
 /// edit a released entry; append a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE groups (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE groups (
         tenant        TEXT    NOT NULL,
         group_id      TEXT    NOT NULL,
         created_at_ms INTEGER NOT NULL,
@@ -46,10 +47,24 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         FOREIGN KEY (tenant, group_id) REFERENCES groups (tenant, group_id) ON DELETE CASCADE
     );
     CREATE INDEX faces_by_time ON faces (tenant, group_id, created_at_ms DESC, face_id DESC);",
-)];
+    ),
+    (
+        2,
+        // The keys the store was initialised and rotated under (faces
+        // already sealed name theirs), and a per-creation id of each group
+        // that paging tokens bind to.
+        "CREATE TABLE store_keys (
+            key_id      TEXT    PRIMARY KEY,
+            added_at_ms INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO store_keys (key_id, added_at_ms)
+            SELECT DISTINCT key_id, 0 FROM faces;
+        ALTER TABLE groups ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';",
+    ),
+];
 
 /// Highest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const FACE_COLUMNS: &str = "face_id, image_id, external_image_id, x0, y0, x1, y1, confidence, \
      created_at_ms, model_version, key_id, nonce, ciphertext";
@@ -76,8 +91,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<()> {
+    conn.busy_timeout(busy_timeout)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Database(
@@ -96,19 +111,26 @@ fn to_i64(v: u64) -> i64 {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, creating its
-    /// parent directories, and applies pending migrations.
+    /// parent directories, and applies pending migrations; waits up to the
+    /// default store timeout for locks.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
+        Self::open_with_timeout(path, crate::gallery::DEFAULT_STORE_TIMEOUT)
+    }
+
+    /// [`SqliteStore::open`] waiting up to `busy_timeout` for another
+    /// connection's lock before failing with [`StoreError::Timeout`].
+    ///
+    /// A new file is created readable by its owner only (SQLite gives the
+    /// WAL and shared-memory files the database's mode), in directories
+    /// created likewise. Problems SQLite would report as "unable to open
+    /// database file" are reported with the path and the OS's reason.
+    pub fn open_with_timeout(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        prepare_file(path)?;
         let mut writer = Connection::open(path)?;
-        configure(&writer)?;
+        configure(&writer, busy_timeout)?;
         migrate(&mut writer, &SystemClock)?;
         let reader = Connection::open(path)?;
-        configure(&reader)?;
+        configure(&reader, busy_timeout)?;
         reader.execute_batch("PRAGMA query_only=ON;")?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
@@ -128,6 +150,25 @@ impl SqliteStore {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Creates the database file (mode 0600) and its directories (0700) if
+/// missing, and checks that the file can be written and the directory can
+/// take the WAL beside it, naming what fails and why.
+fn prepare_file(path: &Path) -> Result<()> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    crate::files::create_private_dir(&dir).map_err(io(&dir))?;
+    crate::files::open_private(path).map_err(io(path))?;
+    // SQLite creates `-wal` and `-shm` next to the file on first write.
+    crate::files::check_writable_dir(&dir).map_err(io(&dir))?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection, clock: &dyn Clock) -> Result<()> {
@@ -229,6 +270,7 @@ fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupInfo> {
         created_at: UtcMillis(r.get(1)?),
         model_version: r.get(2)?,
         face_count: r.get::<_, i64>(3)?.max(0) as u64,
+        incarnation: r.get(4)?,
     })
 }
 
@@ -241,16 +283,34 @@ fn group_exists(conn: &Connection, tenant: &str, group_id: &str) -> Result<bool>
 }
 
 impl FaceStore for SqliteStore {
+    fn known_key_ids(&self) -> Result<Vec<String>> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn.prepare_cached("SELECT key_id FROM store_keys ORDER BY key_id")?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    fn record_key_id(&self, key_id: &str, at: UtcMillis) -> Result<()> {
+        lock(&self.writer).execute(
+            "INSERT OR IGNORE INTO store_keys (key_id, added_at_ms) VALUES (?1, ?2)",
+            params![key_id, at.0],
+        )?;
+        Ok(())
+    }
+
     fn create_group(&self, tenant: &str, group: &GroupInfo) -> Result<()> {
         let conn = lock(&self.writer);
         let n = conn.execute(
-            "INSERT INTO groups (tenant, group_id, created_at_ms, model_version, face_count)
-             VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT DO NOTHING",
+            "INSERT INTO groups (tenant, group_id, created_at_ms, model_version, face_count, incarnation)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT DO NOTHING",
             params![
                 tenant,
                 group.group_id,
                 group.created_at.0,
-                group.model_version
+                group.model_version,
+                group.incarnation
             ],
         )?;
         if n == 0 {
@@ -263,7 +323,7 @@ impl FaceStore for SqliteStore {
         let conn = lock(&self.reader);
         let group = conn
             .prepare_cached(
-                "SELECT group_id, created_at_ms, model_version, face_count FROM groups
+                "SELECT group_id, created_at_ms, model_version, face_count, incarnation FROM groups
                  WHERE tenant = ?1 AND group_id = ?2",
             )?
             .query_row(params![tenant, group_id], group_row)
@@ -282,7 +342,7 @@ impl FaceStore for SqliteStore {
         let rows = match after {
             None => conn
                 .prepare_cached(
-                    "SELECT group_id, created_at_ms, model_version, face_count FROM groups
+                    "SELECT group_id, created_at_ms, model_version, face_count, incarnation FROM groups
                      WHERE tenant = ?1
                      ORDER BY created_at_ms DESC, group_id DESC LIMIT ?2",
                 )?
@@ -290,7 +350,7 @@ impl FaceStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?,
             Some(c) => conn
                 .prepare_cached(
-                    "SELECT group_id, created_at_ms, model_version, face_count FROM groups
+                    "SELECT group_id, created_at_ms, model_version, face_count, incarnation FROM groups
                      WHERE tenant = ?1 AND (created_at_ms, group_id) < (?2, ?3)
                      ORDER BY created_at_ms DESC, group_id DESC LIMIT ?4",
                 )?
@@ -303,10 +363,10 @@ impl FaceStore for SqliteStore {
     fn all_groups(&self) -> Result<Vec<(String, GroupInfo)>> {
         let conn = lock(&self.reader);
         let mut stmt = conn.prepare(
-            "SELECT group_id, created_at_ms, model_version, face_count, tenant FROM groups",
+            "SELECT group_id, created_at_ms, model_version, face_count, incarnation, tenant FROM groups",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(4)?, group_row(r)?)))?
+            .query_map([], |r| Ok((r.get::<_, String>(5)?, group_row(r)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

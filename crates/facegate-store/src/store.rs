@@ -40,6 +40,11 @@ pub struct GroupInfo {
     pub model_version: String,
     /// Faces currently in the group.
     pub face_count: u64,
+    /// Random id of this creation of the group: a group deleted and created
+    /// again under the same id is another incarnation, so paging tokens of
+    /// the old one do not page the new one. Empty for groups created before
+    /// schema version 2.
+    pub incarnation: String,
 }
 
 /// A registered face's metadata (everything but the embedding).
@@ -115,6 +120,13 @@ pub trait FaceStore: Send + Sync {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<GroupInfo>>;
+
+    /// Ids of the master keys this store was initialised or rotated under
+    /// (see [`FaceStore::record_key_id`]); empty for a new store.
+    fn known_key_ids(&self) -> Result<Vec<String>>;
+
+    /// Records that records may be sealed under `key_id` (idempotent).
+    fn record_key_id(&self, key_id: &str, at: UtcMillis) -> Result<()>;
 
     /// Every group of every tenant, as (tenant, group); used at start-up.
     fn all_groups(&self) -> Result<Vec<(String, GroupInfo)>>;

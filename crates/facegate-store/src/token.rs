@@ -23,8 +23,11 @@ const MAX_TOKEN_LEN: usize = 1024;
 /// What a token pages through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scope<'a> {
-    /// Faces of one group.
-    Faces(&'a str),
+    /// Faces of one incarnation of a group.
+    Faces {
+        group_id: &'a str,
+        incarnation: &'a str,
+    },
     /// The tenant's groups.
     Groups,
 }
@@ -32,7 +35,7 @@ pub(crate) enum Scope<'a> {
 impl Scope<'_> {
     fn kind(self) -> u8 {
         match self {
-            Scope::Faces(_) => 1,
+            Scope::Faces { .. } => 1,
             Scope::Groups => 2,
         }
     }
@@ -46,13 +49,17 @@ pub(crate) struct PageState {
 }
 
 fn mac_input(tenant: &str, scope: Scope<'_>, payload: &[u8]) -> Vec<u8> {
-    let group = match scope {
-        Scope::Faces(g) => g,
-        Scope::Groups => "",
+    let (group, incarnation) = match scope {
+        Scope::Faces {
+            group_id,
+            incarnation,
+        } => (group_id, incarnation),
+        Scope::Groups => ("", ""),
     };
-    let mut m = Vec::with_capacity(40 + tenant.len() + group.len() + payload.len());
+    let mut m =
+        Vec::with_capacity(48 + tenant.len() + group.len() + incarnation.len() + payload.len());
     m.extend_from_slice(b"facegate/v1/page-token\0");
-    for part in [tenant, group] {
+    for part in [tenant, group, incarnation] {
         m.extend_from_slice(&(part.len() as u32).to_be_bytes());
         m.extend_from_slice(part.as_bytes());
     }
@@ -163,6 +170,28 @@ mod tests {
     use super::*;
     use crate::keys::MasterKey;
 
+    fn faces(group_id: &str) -> Scope<'_> {
+        Scope::Faces {
+            group_id,
+            incarnation: "1",
+        }
+    }
+
+    #[test]
+    fn a_token_does_not_page_another_incarnation_of_its_group() {
+        let ring = KeyRing::new(&MasterKey::generate().unwrap());
+        let c = Cursor {
+            created_at: UtcMillis(1),
+            id: "f".into(),
+        };
+        let t = issue(&ring, "t", faces("g"), 7, &c, UtcMillis(100));
+        let recreated = Scope::Faces {
+            group_id: "g",
+            incarnation: "2",
+        };
+        assert!(verify(&ring, "t", recreated, &t, UtcMillis(0)).is_err());
+    }
+
     #[test]
     fn round_trip_and_rejections() {
         let key = MasterKey::generate().unwrap();
@@ -171,15 +200,15 @@ mod tests {
             created_at: UtcMillis(1234),
             id: "abc".into(),
         };
-        let t = issue(&ring, "t", Scope::Faces("g"), 7, &c, UtcMillis(100));
-        let st = verify(&ring, "t", Scope::Faces("g"), &t, UtcMillis(100)).unwrap();
+        let t = issue(&ring, "t", faces("g"), 7, &c, UtcMillis(100));
+        let st = verify(&ring, "t", faces("g"), &t, UtcMillis(100)).unwrap();
         assert_eq!(st.limit, 7);
         assert_eq!(st.cursor, c);
         for (tenant, scope, now) in [
-            ("u", Scope::Faces("g"), 0),
-            ("t", Scope::Faces("h"), 0),
+            ("u", faces("g"), 0),
+            ("t", faces("h"), 0),
             ("t", Scope::Groups, 0),
-            ("t", Scope::Faces("g"), 101),
+            ("t", faces("g"), 101),
         ] {
             assert!(matches!(
                 verify(&ring, tenant, scope, &t, UtcMillis(now)),
@@ -187,12 +216,12 @@ mod tests {
             ));
         }
         let other = KeyRing::new(&MasterKey::generate().unwrap());
-        assert!(verify(&other, "t", Scope::Faces("g"), &t, UtcMillis(0)).is_err());
+        assert!(verify(&other, "t", faces("g"), &t, UtcMillis(0)).is_err());
         // Still valid once the key became a previous key.
         let rotated = other.with_previous(&key);
-        assert!(verify(&rotated, "t", Scope::Faces("g"), &t, UtcMillis(0)).is_ok());
+        assert!(verify(&rotated, "t", faces("g"), &t, UtcMillis(0)).is_ok());
         for junk in ["", "!!!", "AAAA", &"A".repeat(5000)] {
-            assert!(verify(&ring, "t", Scope::Faces("g"), junk, UtcMillis(0)).is_err());
+            assert!(verify(&ring, "t", faces("g"), junk, UtcMillis(0)).is_err());
         }
     }
 }

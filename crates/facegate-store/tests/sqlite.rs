@@ -25,7 +25,10 @@ fn schema_is_versioned_and_wal() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![facegate_store::SCHEMA_VERSION]);
+        assert_eq!(
+            versions,
+            (1..=facegate_store::SCHEMA_VERSION).collect::<Vec<_>>()
+        );
         conn.execute(
             "INSERT INTO schema_version (version, applied_at_ms) VALUES (99, 0)",
             [],

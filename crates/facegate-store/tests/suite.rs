@@ -53,7 +53,44 @@ both_backends!(
     search_equals_brute_force,
     key_rotation_including_interrupted,
     concurrent_search_add_delete_do_not_deadlock,
+    the_database_knows_its_keys,
 );
+
+/// A database records the keys it was initialised and rotated under:
+/// another key is refused at open (even with no faces to fail decrypting),
+/// and a new database is only initialised when the caller allows it.
+fn the_database_knows_its_keys(backend: Backend) {
+    let db = TestStore::new(backend);
+    let strict = GalleryOptions {
+        create_if_empty: false,
+        ..db.options()
+    };
+    assert!(matches!(
+        Gallery::open(db.url(), KeyRing::new(&db.key), strict.clone()),
+        Err(StoreError::Uninitialised)
+    ));
+    let g = db.open();
+    g.create_group(T, "empty", MODEL).unwrap();
+    drop(g);
+    let other = MasterKey::generate().unwrap();
+    match Gallery::open(db.url(), KeyRing::new(&other), db.options()) {
+        Err(StoreError::KeyMismatch { key_id, known }) => {
+            assert_eq!(key_id, other.key_id());
+            assert_eq!(known, db.key.key_id());
+        }
+        other => panic!("expected KeyMismatch, got {:?}", other.err()),
+    }
+    // A rotation's new key beside the known one is accepted and recorded,
+    // so afterwards the new key alone opens the database.
+    let g = Gallery::open(
+        db.url(),
+        KeyRing::new(&other).with_previous(&db.key),
+        strict.clone(),
+    )
+    .unwrap();
+    drop(g);
+    Gallery::open(db.url(), KeyRing::new(&other), strict).unwrap();
+}
 
 fn restart_keeps_groups_faces_and_search_answers(backend: Backend) {
     let db = TestStore::new(backend);

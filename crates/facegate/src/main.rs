@@ -142,6 +142,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -200,7 +202,11 @@ fn serve(config: Option<PathBuf>) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(facegate_server::serve(loaded.config))?;
+    let served = runtime.block_on(facegate_server::serve(loaded.config));
+    // The shutdown deadline has passed: work still running on the blocking
+    // pool (an abandoned request's inference) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(())
 }
 

@@ -89,7 +89,11 @@ pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
             ServiceError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, None, "Unauthorized".to_string())
             }
-            ServiceError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()),
+            ServiceError::NotReady
+            | ServiceError::Overloaded
+            | ServiceError::Store(facegate_store::StoreError::Timeout) => {
+                (StatusCode::SERVICE_UNAVAILABLE, None, e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "request failed");
                 (

@@ -220,7 +220,9 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
         ServiceError::AlignedSize { .. } => (NhnCode::InvalidImageSize, Some(err.to_string())),
         ServiceError::Image { source, .. } => {
             let code = match source {
-                I::TooLarge { .. } | I::TooManyPixels { .. } => NhnCode::ImageTooLarge,
+                I::TooLarge { .. } | I::TooManyPixels { .. } | I::OverBudget { .. } => {
+                    NhnCode::ImageTooLarge
+                }
                 I::InvalidBase64(_) => NhnCode::InvalidImageParameter,
                 I::InvalidFormat | I::Decode(_) => NhnCode::InvalidImageFormat,
                 I::TooSmall { .. } => NhnCode::InvalidParam,
@@ -241,9 +243,12 @@ pub fn classify(err: &ServiceError) -> (NhnCode, Option<String>) {
             // The reason names forgery vs expiry; clients get neither.
             S::InvalidToken(_) => (NhnCode::InvalidToken, None),
             S::QuotaExceeded { .. } => (NhnCode::QuotaExceeded, Some(s.to_string())),
+            S::Timeout => (NhnCode::InternalServerError, Some(s.to_string())),
             _ => (NhnCode::InternalServerError, None),
         },
-        ServiceError::NotReady => (NhnCode::InternalServerError, Some(err.to_string())),
+        ServiceError::NotReady | ServiceError::Overloaded => {
+            (NhnCode::InternalServerError, Some(err.to_string()))
+        }
         // The request's image holds a face the engine cannot work with: a
         // parameter error, as a missing face is. The engine's text stays
         // in the log.

@@ -103,16 +103,21 @@ fn query(q: QueryParams) -> Result<HashMap<String, String>, ServiceError> {
 }
 
 /// The body, or ImageTooLarge when it is over the size limit (the only
-/// way a JSON request gets that big is an oversized image).
+/// way a JSON request gets that big is an oversized image). A body that
+/// breaks off (bad chunking, shorter than its Content-Length, stalled past
+/// the body timeout) is a malformed request.
 pub(crate) fn body_bytes(body: Body) -> Result<Bytes, ServiceError> {
+    use axum::extract::rejection::FailedToBufferBody;
     body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => ServiceError::Image {
-            role: ImageRole::Image,
-            source: facegate_image::ImageError::TooLarge {
-                max_bytes: facegate_image::Limits::default().max_bytes,
-            },
-        },
-        _ => ServiceError::invalid("unreadable request body"),
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ServiceError::Image {
+                role: ImageRole::Image,
+                source: facegate_image::ImageError::TooLarge {
+                    max_bytes: facegate_image::Limits::default().max_bytes,
+                },
+            }
+        }
+        _ => ServiceError::invalid("the request body is malformed or incomplete"),
     })
 }
 

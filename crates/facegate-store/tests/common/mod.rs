@@ -153,6 +153,7 @@ impl TestStore {
             token_ttl: Duration::from_secs(3600),
             clock: self.clock.clone(),
             rotation_batch_size: 500,
+            ..GalleryOptions::default()
         }
     }
 

@@ -229,8 +229,13 @@ mod tests {
 }
 
 /// `image` averaged over `k` x `k` blocks (the last partial blocks
-/// dropped), one row of sums at a time.
-fn box_shrink(image: &RgbImage, k: u32) -> RgbImage {
+/// dropped), one row of sums at a time: a cheap anti-aliasing first step
+/// before a filtered resize of a large image or view, which would otherwise
+/// keep a float copy at full width.
+pub(crate) fn box_shrink<I>(image: &I, k: u32) -> RgbImage
+where
+    I: image::GenericImageView<Pixel = image::Rgb<u8>>,
+{
     let (w, h) = (image.width() / k, image.height() / k);
     let mut out = RgbImage::new(w.max(1), h.max(1));
     let mut sums = vec![0u32; 3 * w as usize];

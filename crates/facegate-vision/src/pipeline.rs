@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
+use image::{GenericImageView, RgbImage};
 use serde::Serialize;
 
 use crate::detect::{Detection, Detector, DetectorOptions};
@@ -59,18 +59,25 @@ fn face_region(image: &RgbImage, b: &BoxF) -> (Option<RgbImage>, (f32, f32), f32
     let y0 = (cy - half).max(0.0).floor() as u32;
     let x1 = ((cx + half).ceil() as u32).min(w);
     let y1 = ((cy + half).ceil() as u32).min(h);
-    let crop = image::imageops::crop_imm(
+    let view = image::imageops::crop_imm(
         image,
         x0,
         y0,
         x1.saturating_sub(x0).max(1),
         y1.saturating_sub(y0).max(1),
-    )
-    .to_image();
-    let (nw, nh) = (
-        ((crop.width() as f32 * factor).round() as u32).max(1),
-        ((crop.height() as f32 * factor).round() as u32).max(1),
     );
+    let (nw, nh) = (
+        ((view.width() as f32 * factor).round() as u32).max(1),
+        ((view.height() as f32 * factor).round() as u32).max(1),
+    );
+    // A very large face is block-averaged straight from the view first, so
+    // no full-resolution copy of its region is made.
+    let k = (view.width() / nw).min(view.height() / nh) / 2;
+    let crop = if k >= 2 {
+        crate::detect::box_shrink(&*view, k)
+    } else {
+        view.to_image()
+    };
     let scaled = image::imageops::resize(&crop, nw, nh, image::imageops::FilterType::Triangle);
     (Some(scaled), (x0 as f32, y0 as f32), factor)
 }
@@ -451,14 +458,14 @@ impl Engine {
                 } else {
                     d.landmarks
                 };
-                self.embed_sface_points(image, &points, true, SFACE_FLIP)
+                self.embed_sface_points(image, &points, false, SFACE_FLIP)
             }
         }
     }
 
     /// SFace embedding of the face whose five points (anatomical order, see
     /// [`FivePoints`]) are `points`: the ArcFace-aligned 112×112 chip, fed
-    /// as BGR (`bgr`, OpenCV's order) or RGB, and with `flip` the sum with
+    /// as RGB (the network's order) or, with `bgr`, BGR, and with `flip` the sum with
     /// its mirror image's embedding; L2-normalised. For evaluating the
     /// pipeline's choices (examples/lfw_eval.rs); [`Engine::embed_with`] is
     /// the supported entry point.

@@ -527,6 +527,7 @@ fn concurrent_huge_pngs_stay_within_the_decode_budget_and_later_requests_succeed
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let growth = peak_rss(child.id()).saturating_sub(before);
+    eprintln!("peak RSS growth for 8 concurrent: {} MiB", growth >> 20);
     let mut served = 0;
     for a in &answers {
         if a.contains("\"resultCode\":0") {

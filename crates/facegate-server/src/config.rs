@@ -46,19 +46,6 @@ const SCALAR_KEYS: &[&str] = &[
     "decode_memory_bytes",
 ];
 
-/// Scalar keys whose values are integers (for environment overrides).
-const INTEGER_KEYS: &[&str] = &[
-    "max_faces_per_group",
-    "max_image_pixels",
-    "header_timeout_secs",
-    "body_timeout_secs",
-    "idle_timeout_secs",
-    "shutdown_timeout_secs",
-    "max_connections",
-    "store_timeout_secs",
-    "decode_memory_bytes",
-];
-
 /// `FACEGATE_*` variables that are not config keys but are read by the
 /// binary (`FACEGATE_CONFIG`, `FACEGATE_LOG`) or by the scripts that run it
 /// (`FACEGATE_MODEL_MIRROR`, scripts/test.sh).
@@ -432,16 +419,19 @@ fn apply_env(
     table: &mut toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
+    // A key's type is that of its default: an integer key takes integers.
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
     for key in SCALAR_KEYS {
         let var = format!("FACEGATE_{}", key.to_ascii_uppercase());
         let Some(raw) = env(&var) else { continue };
-        let value = match *key {
-            "allow_private_urls" => toml::Value::Boolean(match raw.trim() {
+        let value = match defaults.get(*key) {
+            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match raw.trim() {
                 "true" | "1" | "yes" => true,
                 "false" | "0" | "no" => false,
                 _ => return Err(ConfigError::Invalid(format!("{var} must be true or false"))),
             }),
-            k if INTEGER_KEYS.contains(&k) => {
+            Some(toml::Value::Integer(_)) => {
                 let n: i64 = raw
                     .trim()
                     .parse()
@@ -655,9 +645,13 @@ argos_api_key = "c"
             "FACEGATE_MAX_FACES_PER_GROUP" => Some("7".to_string()),
             "FACEGATE_RUNTIME" => Some("onnxruntime".to_string()),
             "FACEGATE_MODEL_DIR" => Some("/elsewhere".to_string()),
+            "FACEGATE_HEADER_TIMEOUT_SECS" => Some("4".to_string()),
+            "FACEGATE_DECODE_MEMORY_BYTES" => Some("1000000".to_string()),
             _ => None,
         };
         let c = Config::from_toml_str(FULL, &env).unwrap();
+        assert_eq!(c.connection_limits().header_timeout, Duration::from_secs(4));
+        assert_eq!(c.decode_memory_budget(), 1_000_000);
         assert_eq!(c.listen, "0.0.0.0:1234");
         assert!(!c.allow_private_urls);
         assert_eq!(c.max_faces_per_group, 7);
@@ -671,6 +665,9 @@ argos_api_key = "c"
         assert!(Config::from_toml_str("", &env).is_err());
         let env = |k: &str| (k == "FACEGATE_LISTEN").then(|| "nowhere".to_string());
         assert!(Config::from_toml_str("", &env).is_err());
+        let env = |k: &str| (k == "FACEGATE_STORE_TIMEOUT_SECS").then(|| "soon".to_string());
+        assert!(Config::from_toml_str("", &env).is_err());
+        assert!(Config::from_toml_str("header_timeout_secs = 0", &no_env).is_err());
     }
 
     #[test]

@@ -550,11 +550,13 @@ async fn serve_connection(
         let mut req = req.map(|b| Body::new(TimeoutBody::new(body_timeout, b)));
         req.extensions_mut().insert(admission);
         let app = app.clone();
-        async move {
+        // Boxed: an `Unpin` future lets the connection hand its socket
+        // back when it ends (for the lingering close below).
+        Box::pin(async move {
             let resp = app.oneshot(req).await;
             drop(in_flight);
             resp
-        }
+        })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The reaper enforces the header timeout (hyper's would also cut idle
@@ -566,30 +568,61 @@ async fn serve_connection(
         // A client that closes its side after sending still gets its
         // answer (an error, when the body fell short).
         .half_close(true);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let mut conn = builder.serve_connection(TokioIo::new(io), service);
     let mut stopping = *stop.borrow();
     if stopping {
-        conn.as_mut().graceful_shutdown();
+        Pin::new(&mut conn).graceful_shutdown();
     }
-    loop {
+    let finished = loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
+            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
+                if let Err(e) = &r {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                break;
+                break r.is_ok();
             }
-            () = activity.close.notified() => break,
+            () = activity.close.notified() => break false,
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+                    Pin::new(&mut conn).graceful_shutdown();
                 }
             }
         }
+    };
+    if finished {
+        linger(conn.into_parts().io.into_inner(), &activity).await;
     }
     registry.unregister(id);
+}
+
+/// How long a closing connection keeps reading what the client still
+/// sends, and how much of it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Closes a finished connection the way a client can read: when an answer
+/// went out before the request body was read (refused by its declared size,
+/// say), closing at once would make the kernel reset the connection and
+/// the client could lose the answer. So: end our side, then read and
+/// discard what the client still sends, for a short while.
+async fn linger(mut io: TrackedIo, activity: &Activity) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    while drained < LINGER_BYTES {
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, io.read(&mut buf)) => match r {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => return,
+            },
+            () = activity.close.notified() => return,
+        }
+    }
 }
 
 #[cfg(test)]

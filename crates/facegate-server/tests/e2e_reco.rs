@@ -8,14 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn health_and_readiness() {
     rt().block_on(async {

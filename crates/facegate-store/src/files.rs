@@ -41,17 +41,16 @@ pub fn open_private(path: &Path) -> io::Result<fs::File> {
     }
 }
 
-/// Fails with the OS's reason when no file can be created in `dir`.
-pub fn check_writable_dir(dir: &Path) -> io::Result<()> {
+/// 16 random hex digits, for names of temporary files.
+pub(crate) fn random_suffix() -> io::Result<String> {
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).map_err(|e| io::Error::other(e.to_string()))?;
-    let probe = dir.join(format!(
-        ".facegate-probe-{}",
-        suffix
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ));
+    Ok(suffix.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Fails with the OS's reason when no file can be created in `dir`.
+pub fn check_writable_dir(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".facegate-probe-{}", random_suffix()?));
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -154,15 +154,8 @@ impl MasterKey {
             _ => PathBuf::from("."),
         };
         crate::files::create_private_dir(&dir).map_err(|e| io_err(&dir, e))?;
-        let mut suffix = [0u8; 8];
-        getrandom::fill(&mut suffix).map_err(|_| StoreError::Random)?;
-        let tmp = dir.join(format!(
-            ".facegate-key-{}.tmp",
-            suffix
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ));
+        let suffix = crate::files::random_suffix().map_err(|_| StoreError::Random)?;
+        let tmp = dir.join(format!(".facegate-key-{suffix}.tmp"));
         let result = (|| {
             let mut opts = fs::OpenOptions::new();
             opts.write(true).create_new(true);

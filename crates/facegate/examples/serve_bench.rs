@@ -13,6 +13,16 @@
 //! ./target/release/examples/serve_bench --faces 100000 --postgres postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //!
+//! With `--soak SECS` it runs the soak instead: one `facegate serve`, 64
+//! client threads mixing detect, register, search and list on their own
+//! connections, and 200 idle kept-alive sockets (reopened whenever the
+//! server closes them) for SECS seconds; it prints throughput, p50/p99 per
+//! operation, errors and the server's RSS at start and end:
+//!
+//! ```sh
+//! ./target/release/examples/serve_bench --soak 300
+//! ```
+//!
 //! Options: `--faces N` (100000), `--starts N` cold starts per case (5),
 //! `--registrations N` store-level registrations per case (1000),
 //! `--http-registrations N` photos registered over HTTP per case (200),
@@ -50,6 +60,7 @@ struct Args {
     models: PathBuf,
     orl: PathBuf,
     postgres: Option<String>,
+    soak: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +72,7 @@ fn parse_args() -> Args {
         models: PathBuf::from("target/test-models"),
         orl: PathBuf::from("../shared/datasets/orl_faces/images"),
         postgres: None,
+        soak: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +86,7 @@ fn parse_args() -> Args {
             "--models" => a.models = PathBuf::from(value),
             "--orl" => a.orl = PathBuf::from(value),
             "--postgres" => a.postgres = Some(value),
+            "--soak" => a.soak = Some(num() as u64),
             other => panic!("unknown option {other}"),
         }
     }
@@ -279,8 +292,163 @@ fn store_registrations(
     (n as f64 / t0.elapsed().as_secs_f64(), lat)
 }
 
+/// Resident and peak resident memory of a process, MiB.
+fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Keeps `n` kept-alive connections idle (one `/healthz` each, then
+/// silence) until `deadline`, reopening those the server closes; returns
+/// how many were reopened.
+fn idle_sockets(addr: &str, n: usize, deadline: Instant) -> usize {
+    let open = || {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .ok()?;
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    };
+    let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+    let mut reopened = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        for slot in socks.iter_mut() {
+            let mut buf = [0u8; 64];
+            let closed = match slot {
+                Some(s) => {
+                    matches!(s.read(&mut buf), Ok(0))
+                        || matches!(&s.read(&mut buf), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock)
+                }
+                None => true,
+            };
+            if closed {
+                *slot = open();
+                reopened += 1;
+            }
+        }
+    }
+    reopened
+}
+
+/// The soak: mixed load plus idle sockets for `secs` seconds.
+fn soak(args: &Args, secs: u64) {
+    const CLIENTS: usize = 64;
+    const IDLE: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let database_url = format!("sqlite://{}", dir.path().join("facegate.db").display());
+    let config = write_config(dir.path(), &addr, &database_url, &args.models);
+    let (server, _) = start_server(&config, &addr);
+    let pid = server.child.id();
+    let reco = |path: &str| format!("/nhn-face-reco/v1.0/appkeys/{APP}{path}");
+    let (status, _) = http(&addr, "POST", &reco("/groups"), br#"{"groupId":"soak"}"#).unwrap();
+    assert_eq!(status, 200);
+    let image = |i: usize| {
+        let p = args
+            .orl
+            .join(format!("s{}/{}.png", i % 40 + 1, i / 40 % 10 + 1));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&p).unwrap());
+        serde_json::json!({"bytes": b64})
+    };
+    // Something to search from the start.
+    for i in 0..40 {
+        let body = serde_json::json!({"image": image(i), "limit": 1}).to_string();
+        http(&addr, "POST", &reco("/groups/soak"), body.as_bytes()).unwrap();
+    }
+    let (rss_start, _) = rss_mib(pid);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    const OPS: [&str; 4] = ["detect", "register", "search", "list"];
+    let started = Instant::now();
+    let (results, reopened) = std::thread::scope(|s| {
+        let idle = s.spawn(|| idle_sockets(&addr, IDLE, deadline));
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (addr, reco, image) = (&addr, &reco, &image);
+                s.spawn(move || {
+                    let mut out: Vec<(usize, f64, bool)> = Vec::new();
+                    let mut i = c;
+                    while Instant::now() < deadline {
+                        let op = i % OPS.len();
+                        let (method, path, body) = match op {
+                            0 => (
+                                "POST",
+                                reco("/detect"),
+                                serde_json::json!({"image": image(i)}).to_string(),
+                            ),
+                            1 => (
+                                "POST",
+                                reco("/groups/soak"),
+                                serde_json::json!({"image": image(i), "limit": 1}).to_string(),
+                            ),
+                            2 => (
+                                "POST",
+                                reco("/groups/soak/search?limit=10&threshold=50"),
+                                serde_json::json!({"image": image(i)}).to_string(),
+                            ),
+                            _ => ("GET", reco("/groups/soak/faces?limit=20"), String::new()),
+                        };
+                        let t = Instant::now();
+                        let ok = match http(addr, method, &path, body.as_bytes()) {
+                            Ok((200, resp)) => serde_json::from_slice::<serde_json::Value>(&resp)
+                                .is_ok_and(|v| v["header"]["resultCode"].as_i64() == Some(0)),
+                            _ => false,
+                        };
+                        out.push((op, t.elapsed().as_secs_f64() * 1e3, ok));
+                        i += CLIENTS + 1;
+                    }
+                    out
+                })
+            })
+            .collect();
+        let results: Vec<(usize, f64, bool)> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        (results, idle.join().unwrap())
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (rss_end, peak) = rss_mib(pid);
+    let errors = results.iter().filter(|r| !r.2).count();
+    let p = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&xs, 0.5),
+            percentile(&xs, 0.99)
+        )
+    };
+    println!(
+        "soak {secs} s: {CLIENTS} clients + {IDLE} idle sockets; {} requests, {:.1} req/s, {}, errors {errors}",
+        results.len(),
+        results.len() as f64 / elapsed,
+        p(results.iter().map(|r| r.1).collect())
+    );
+    for (k, name) in OPS.iter().enumerate() {
+        let xs: Vec<f64> = results.iter().filter(|r| r.0 == k).map(|r| r.1).collect();
+        println!("  {name:8} n {:6}  {}", xs.len(), p(xs));
+    }
+    println!("  idle sockets reopened after the server closed them: {reopened}");
+    println!("  server RSS: start {rss_start} MiB, end {rss_end} MiB, peak {peak} MiB");
+    drop(server);
+}
+
 fn main() {
     let args = parse_args();
+    if let Some(secs) = args.soak {
+        soak(&args, secs);
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let pg = args.postgres.as_deref().map(PgDatabase::create_on);
     let database_url = match &pg {

@@ -25,6 +25,15 @@ pub const ARGOS_KEY: &str = "argos-key-a";
 pub const APP_B: &str = "app-b";
 pub const FACE_KEY_B: &str = "face-key-b";
 
+/// The runtime each end-to-end test runs on.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

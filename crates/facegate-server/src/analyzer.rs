@@ -33,10 +33,11 @@ impl SpoofingCondition {
 }
 
 /// Which optional stages to run per face.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalyzeRequest {
-    /// Compute the embedding.
-    pub embedding: bool,
+    /// Compute the embedding with this model (its version string, one of
+    /// [`FaceAnalyzer::models`]); `None`: no embedding.
+    pub embedding: Option<String>,
     /// Estimate yaw/pitch/roll.
     pub orientation: bool,
     /// Classify mask wearing.
@@ -159,14 +160,15 @@ pub trait FaceAnalyzer: Send + Sync {
         condition: SpoofingCondition,
     ) -> Result<Liveness, AnalyzerError>;
 
-    /// Version string of the embedding model.
-    fn model_version(&self) -> String;
+    /// Version strings of the embedding models loaded, the preferred one
+    /// first.
+    fn models(&self) -> Vec<String>;
 
-    /// Maps a cosine similarity of two embeddings to the API's 0-100 scale
-    /// (monotonic).
-    fn similarity(&self, cosine: f32) -> f32;
+    /// Maps a cosine similarity of two embeddings of `model` to the API's
+    /// 0-100 scale (monotonic; each model has its own calibration).
+    fn similarity(&self, model: &str, cosine: f32) -> f32;
 
     /// Inverse of [`FaceAnalyzer::similarity`]: the cosine at which a 0-100
-    /// threshold is reached.
-    fn cosine_for_similarity(&self, similarity: f32) -> f32;
+    /// threshold is reached for `model`.
+    fn cosine_for_similarity(&self, model: &str, similarity: f32) -> f32;
 }

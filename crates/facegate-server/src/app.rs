@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use facegate_image::{FetchPolicy, Limits};
 use facegate_store::{DatabaseUrl, Gallery, GalleryOptions, StoreError};
+use facegate_vision::Embedder;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -427,10 +428,11 @@ impl RunningServer {
 /// and independent (decrypting and indexing a large gallery takes about as
 /// long as loading the models), so a cold start costs the longer of the two.
 fn open_service(config: &Config, options: &StartOptions) -> Result<Service, ServerError> {
+    let default = config.default_model;
     let (analyzer, gallery) = std::thread::scope(|s| {
         let analyzer = s.spawn(|| match options.analyzer.clone() {
             Some(a) => Ok(a),
-            None => load_analyzer(config),
+            None => load_analyzer(config, &[default]),
         });
         let gallery = open_gallery(config, options);
         let analyzer = analyzer
@@ -438,10 +440,41 @@ fn open_service(config: &Config, options: &StartOptions) -> Result<Service, Serv
             .map_err(|_| ServerError::Internal("model loading panicked".into()));
         (analyzer, gallery)
     });
+    let (mut analyzer, gallery) = (analyzer??, gallery?);
+    // Groups keep the model they were created with: load the embedders
+    // of existing groups too (only when some group needs one).
+    let mut needed = vec![default];
+    for version in gallery.model_versions() {
+        match Embedder::from_version(&version) {
+            Some(e) if !needed.contains(&e) => needed.push(e),
+            Some(_) => {}
+            None => tracing::warn!(
+                model = %version,
+                "groups of an unknown embedding model cannot be searched or added to"
+            ),
+        }
+    }
+    // An analyzer handed in (tests) is taken as it is.
+    if options.analyzer.is_none() {
+        let loaded = analyzer.models();
+        if needed
+            .iter()
+            .any(|e| !loaded.iter().any(|v| v == e.version()))
+        {
+            analyzer = load_analyzer(config, &needed)?;
+        }
+    }
+    if options.analyzer.is_none() && !analyzer.models().iter().any(|v| v == default.version()) {
+        return Err(ServerError::Internal(format!(
+            "default_model {} is not loaded",
+            default.version()
+        )));
+    }
     Ok(Service::new(
-        analyzer??,
-        gallery?,
+        analyzer,
+        gallery,
         ServiceOptions {
+            default_model: Some(default.version().to_string()),
             limits: Limits {
                 max_pixels: config.max_image_pixels,
                 ..Limits::default()
@@ -529,10 +562,14 @@ fn open_gallery(config: &Config, options: &StartOptions) -> Result<Arc<Gallery>,
     Ok(gallery)
 }
 
-fn load_analyzer(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, ServerError> {
+fn load_analyzer(
+    config: &Config,
+    embedders: &[Embedder],
+) -> Result<Arc<dyn FaceAnalyzer>, ServerError> {
     Ok(crate::engine::load_engine(
         &config.model_dir(),
         config.runtime,
+        embedders,
     )?)
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use facegate_vision::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
@@ -44,6 +45,7 @@ const SCALAR_KEYS: &[&str] = &[
     "max_connections",
     "store_timeout_secs",
     "decode_memory_bytes",
+    "default_model",
 ];
 
 /// `FACEGATE_*` variables that are not config keys but are read by the
@@ -131,6 +133,10 @@ pub struct Config {
     /// Inference runtime.
     #[serde(default)]
     pub runtime: RuntimeSetting,
+    /// Embedding model of new groups (`sface` or `dlib`); groups keep the
+    /// model they were created with.
+    #[serde(default = "default_model")]
+    pub default_model: Embedder,
     /// Allow image URLs that resolve to private/loopback addresses.
     #[serde(default)]
     pub allow_private_urls: bool,
@@ -189,6 +195,9 @@ fn default_store_timeout() -> u64 {
         .store_timeout
         .as_secs()
 }
+fn default_model() -> Embedder {
+    Embedder::ALL[0]
+}
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
 }
@@ -208,6 +217,7 @@ impl Default for Config {
             database_url: None,
             master_key_file: None,
             runtime: RuntimeSetting::Auto,
+            default_model: default_model(),
             allow_private_urls: false,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
             max_image_pixels: default_max_image_pixels(),

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use facegate_image::RgbImage;
-use facegate_vision::calibration;
+use facegate_vision::calibration::Calibration;
+use facegate_vision::embedder::Embedder;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions};
 use facegate_vision::runtime::RuntimeKind;
 use facegate_vision::spoof::{SpoofCondition, SpoofVerdict};
@@ -59,16 +60,32 @@ pub fn runtime_kind(r: RuntimeSetting) -> RuntimeKind {
     }
 }
 
-/// Loads the engine (blocking; seconds to minutes depending on runtime).
+/// The embedder whose version string is `version`.
+fn embedder_of(version: &str) -> Result<Embedder, AnalyzerError> {
+    Embedder::from_version(version)
+        .ok_or_else(|| AnalyzerError::Engine(format!("unknown embedding model {version}")))
+}
+
+/// The similarity calibration of model `version`. The service only asks
+/// for loaded models; anything else gets the first embedder's.
+fn calibration_of(version: &str) -> &'static Calibration {
+    Embedder::from_version(version)
+        .unwrap_or(Embedder::ALL[0])
+        .calibration()
+}
+
+/// Loads the engine with `embedders` (the first is the preferred one;
+/// blocking, seconds to minutes depending on runtime).
 pub fn load_engine(
     model_dir: &Path,
     runtime: RuntimeSetting,
+    embedders: &[Embedder],
 ) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
-    let engine = Engine::load(&EngineOptions::new(model_dir, runtime_kind(runtime)))
-        .map_err(|e| AnalyzerError::Engine(e.to_string()))?;
+    let options = EngineOptions::new(model_dir, runtime_kind(runtime)).with_embedders(embedders);
+    let engine = Engine::load(&options).map_err(|e| AnalyzerError::Engine(e.to_string()))?;
     tracing::info!(
         backend = engine.backend().name(),
-        model_version = engine.model_version(),
+        models = ?engine.embedders().iter().map(|e| e.version()).collect::<Vec<_>>(),
         "models loaded"
     );
     Ok(Arc::new(engine))
@@ -80,13 +97,17 @@ impl FaceAnalyzer for Engine {
         image: &RgbImage,
         request: &AnalyzeRequest,
     ) -> Result<Vec<AnalyzedFace>, AnalyzerError> {
+        let embedder = match &request.embedding {
+            Some(version) => embedder_of(version)?,
+            None => self.default_embedder(),
+        };
         let options = AnalyzeOptions {
-            embedding: request.embedding,
+            embedding: request.embedding.is_some(),
             orientation: request.orientation,
             mask: request.mask,
             spoofing: request.spoofing.map(condition),
         };
-        let faces = Engine::analyze(self, image, &options).map_err(err)?;
+        let faces = Engine::analyze_with(self, image, &options, embedder).map_err(err)?;
         Ok(faces
             .into_iter()
             .map(|f| {
@@ -130,16 +151,19 @@ impl FaceAnalyzer for Engine {
             .map_err(err)
     }
 
-    fn model_version(&self) -> String {
-        Engine::model_version(self).to_string()
+    fn models(&self) -> Vec<String> {
+        self.embedders()
+            .into_iter()
+            .map(|e| e.version().to_string())
+            .collect()
     }
 
-    fn similarity(&self, cosine: f32) -> f32 {
-        calibration::similarity(cosine)
+    fn similarity(&self, model: &str, cosine: f32) -> f32 {
+        calibration_of(model).similarity(cosine)
     }
 
-    fn cosine_for_similarity(&self, similarity: f32) -> f32 {
-        calibration::cosine_for_similarity(similarity)
+    fn cosine_for_similarity(&self, model: &str, similarity: f32) -> f32 {
+        calibration_of(model).cosine_for_similarity(similarity)
     }
 }
 

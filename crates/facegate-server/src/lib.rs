@@ -29,6 +29,8 @@ pub use config::{
     RuntimeSetting, TenantConfig,
 };
 pub use error::{ConfigError, ServerError, ServiceError};
+/// The embedding models (`default_model` in the config).
+pub use facegate_vision::Embedder;
 pub use keys::rotate_keys;
 pub use service::{Service, ServiceOptions};
 pub use tenants::{add_tenant, list_tenants, remove_tenant, Tenants};

@@ -101,9 +101,9 @@ impl FaceOptions {
         })
     }
 
-    fn request(self, embedding: bool) -> AnalyzeRequest {
+    fn request(self, embedding: Option<&str>) -> AnalyzeRequest {
         AnalyzeRequest {
-            embedding,
+            embedding: embedding.map(str::to_string),
             orientation: self.orientation,
             mask: self.mask,
             spoofing: self.spoofing,
@@ -193,7 +193,7 @@ pub fn analyze_offline(
     analyzer: &dyn FaceAnalyzer,
     image: &RgbImage,
     opts: FaceOptions,
-    embedding: bool,
+    embedding: Option<&str>,
 ) -> Result<Vec<(FaceDetail, Option<Vec<f32>>)>> {
     let mut faces = analyzer.analyze(image, &opts.request(embedding))?;
     largest_first(&mut faces);
@@ -263,7 +263,7 @@ pub struct VerifyOutcome {
 }
 
 /// Settings of a [`Service`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServiceOptions {
     /// Image size bounds.
     pub limits: Limits,
@@ -275,6 +275,9 @@ pub struct ServiceOptions {
     pub cpu_slots: usize,
     /// Bytes all images being decoded at once may occupy.
     pub decode_budget: u64,
+    /// Model version of new groups and compare; `None`: the analyzer's
+    /// preferred model.
+    pub default_model: Option<String>,
 }
 
 /// How long a request waits for decode memory before the overload answer.
@@ -290,6 +293,7 @@ impl Default for ServiceOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             decode_budget: facegate_image::default_decode_budget(),
+            default_model: None,
         }
     }
 }
@@ -395,20 +399,24 @@ impl Service {
         &self.gallery
     }
 
-    /// The embedding model's version.
+    /// The embedding model new groups (and compare) use.
     pub fn model_version(&self) -> String {
-        self.analyzer.model_version()
+        self.options
+            .default_model
+            .clone()
+            .or_else(|| self.analyzer.models().into_iter().next())
+            .unwrap_or_default()
     }
 
-    /// A group keeps the embedding model it was created with; vectors of
-    /// another model are not comparable with its faces.
-    fn ensure_same_model(&self, group_id: &str, group_model: &str) -> Result<()> {
-        let current = self.model_version();
-        if group_model == current {
+    /// A group keeps the embedding model it was created with (vectors of
+    /// another model are not comparable with its faces), so its requests
+    /// embed with that model, which must be loaded.
+    fn ensure_model_runs(&self, group_id: &str, group_model: &str) -> Result<()> {
+        if self.analyzer.models().iter().any(|m| m == group_model) {
             Ok(())
         } else {
             Err(ServiceError::invalid(format!(
-                "group {group_id} holds faces of model {group_model}; this server runs {current}"
+                "group {group_id} holds faces of model {group_model}, which this server does not run"
             )))
         }
     }
@@ -540,14 +548,14 @@ impl Service {
         Ok((face, embedding))
     }
 
-    fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f32> {
+    fn similarity(&self, model: &str, a: &[f32], b: &[f32]) -> Result<f32> {
         let cos = facegate_store::cosine_similarity(a, b)?;
-        Ok(self.analyzer.similarity(cos).clamp(0.0, 100.0))
+        Ok(self.analyzer.similarity(model, cos).clamp(0.0, 100.0))
     }
 
     // ---- groups ----------------------------------------------------------
 
-    /// Creates a group bound to the current model version.
+    /// Creates a group bound to the default model version.
     pub async fn create_group(&self, tenant: &str, group_id: &str) -> Result<()> {
         let (t, g, v) = (
             tenant.to_string(),
@@ -589,7 +597,7 @@ impl Service {
     /// Detects faces.
     pub async fn detect(&self, image: ImageInput, opts: FaceOptions) -> Result<Vec<FaceDetail>> {
         let (faces, w, h) = self
-            .load_and_analyze(image, ImageRole::Image, opts.request(false))
+            .load_and_analyze(image, ImageRole::Image, opts.request(None))
             .await?;
         Ok(faces
             .iter()
@@ -620,8 +628,10 @@ impl Service {
         }
         // Cheap checks before the expensive analysis.
         let group = self.get_group(tenant, group_id).await?;
+        self.ensure_model_runs(group_id, &group.model_version)?;
+        let model_version = group.model_version;
         let (faces, w, h) = self
-            .load_and_analyze(image, ImageRole::Image, opts.request(true))
+            .load_and_analyze(image, ImageRole::Image, opts.request(Some(&model_version)))
             .await?;
         let details: Vec<FaceDetail> = faces
             .iter()
@@ -639,8 +649,6 @@ impl Service {
                 embedding,
             });
         }
-        self.ensure_same_model(group_id, &group.model_version)?;
-        let model_version = self.model_version();
         let request = NewFaces {
             external_image_id,
             model_version: model_version.clone(),
@@ -700,8 +708,10 @@ impl Service {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn search_embedding(
         &self,
+        model: &str,
         tenant: &str,
         group_id: &str,
         query: Vec<f32>,
@@ -712,7 +722,7 @@ impl Service {
         // Slightly lenient cosine so rounding in the mapping never drops a
         // face whose reported similarity reaches the threshold; the exact
         // filter is applied on the reported value below.
-        let min_cos = self.analyzer.cosine_for_similarity(threshold) - 1e-4;
+        let min_cos = self.analyzer.cosine_for_similarity(model, threshold) - 1e-4;
         let (t, g) = (tenant.to_string(), group_id.to_string());
         let hits = self
             .group_store(move |gal| gal.search(&t, &g, &query, limit, min_cos, exclude.as_deref()))
@@ -720,7 +730,7 @@ impl Service {
         Ok(hits
             .into_iter()
             .map(|h| FaceMatch {
-                similarity: self.analyzer.similarity(h.score).clamp(0.0, 100.0),
+                similarity: self.analyzer.similarity(model, h.score).clamp(0.0, 100.0),
                 face: h.face,
             })
             .filter(|m| m.similarity >= threshold)
@@ -738,7 +748,7 @@ impl Service {
     ) -> Result<Vec<FaceMatch>> {
         let (limit, threshold) = search_params(limit, threshold)?;
         let group = self.get_group(tenant, group_id).await?;
-        self.ensure_same_model(group_id, &group.model_version)?;
+        self.ensure_model_runs(group_id, &group.model_version)?;
         let (t, g, f) = (
             tenant.to_string(),
             group_id.to_string(),
@@ -748,6 +758,7 @@ impl Service {
             .group_store(move |gal| gal.embedding_of(&t, &g, &f))
             .await?;
         self.search_embedding(
+            &group.model_version,
             tenant,
             group_id,
             query,
@@ -770,13 +781,25 @@ impl Service {
     ) -> Result<SearchOutcome> {
         let (limit, threshold) = search_params(limit, threshold)?;
         let group = self.get_group(tenant, group_id).await?;
-        self.ensure_same_model(group_id, &group.model_version)?;
+        self.ensure_model_runs(group_id, &group.model_version)?;
         let (faces, w, h) = self
-            .load_and_analyze(image, ImageRole::Image, opts.request(true))
+            .load_and_analyze(
+                image,
+                ImageRole::Image,
+                opts.request(Some(&group.model_version)),
+            )
             .await?;
         let (face, embedding) = Self::the_face(faces, "the image")?;
         let matches = self
-            .search_embedding(tenant, group_id, embedding, limit, threshold, None)
+            .search_embedding(
+                &group.model_version,
+                tenant,
+                group_id,
+                embedding,
+                limit,
+                threshold,
+                None,
+            )
             .await?;
         Ok(SearchOutcome {
             model_version: group.model_version,
@@ -797,10 +820,11 @@ impl Service {
             None => return Err(ServiceError::invalid("threshold is required")),
             Some(t) => check_threshold(t)?,
         };
-        let request = opts.request(true);
+        let model = self.model_version();
+        let request = opts.request(Some(&model));
         // Each image is decoded and analysed under its own CPU slot.
         let (src, tgt) = tokio::join!(
-            self.load_and_analyze(source, ImageRole::Source, request),
+            self.load_and_analyze(source, ImageRole::Source, request.clone()),
             self.load_and_analyze(target, ImageRole::Target, request)
         );
         // The source image's errors win over the target's, and both over a
@@ -815,7 +839,7 @@ impl Service {
                 .embedding
                 .as_deref()
                 .ok_or_else(|| ServiceError::Internal("analyzer returned no embedding".into()))?;
-            let s = self.similarity(&embedding, e)?;
+            let s = self.similarity(&model, &embedding, e)?;
             let d = FaceDetail::from_analysis(f, tw, th, opts);
             if s >= threshold {
                 matched.push((d, s));
@@ -826,7 +850,7 @@ impl Service {
         matched.sort_by(|a, b| b.1.total_cmp(&a.1));
         unmatched.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(CompareOutcome {
-            model_version: self.model_version(),
+            model_version: model,
             matched,
             unmatched,
             source: FaceDetail::from_analysis(&face, sw, sh, opts),
@@ -850,13 +874,17 @@ impl Service {
         let (record, registered) = self
             .group_store(move |gal| Ok((gal.get_face(&t, &g, &f)?, gal.embedding_of(&t, &g, &f)?)))
             .await?;
-        self.ensure_same_model(group_id, &record.model_version)?;
+        self.ensure_model_runs(group_id, &record.model_version)?;
         let (faces, w, h) = self
-            .load_and_analyze(image, ImageRole::Image, opts.request(true))
+            .load_and_analyze(
+                image,
+                ImageRole::Image,
+                opts.request(Some(&record.model_version)),
+            )
             .await?;
         let (face, embedding) = Self::the_face(faces, "compareImage")?;
         Ok(VerifyOutcome {
-            similarity: self.similarity(&embedding, &registered)?,
+            similarity: self.similarity(&record.model_version, &embedding, &registered)?,
             face: record,
             source: FaceDetail::from_analysis(&face, w, h, opts),
         })
@@ -912,7 +940,7 @@ impl Service {
             spoofing: Some(condition),
         };
         let (faces, w, h) = self
-            .load_and_analyze(image, ImageRole::Image, opts.request(false))
+            .load_and_analyze(image, ImageRole::Image, opts.request(None))
             .await?;
         Ok(faces
             .iter()
@@ -923,7 +951,7 @@ impl Service {
     /// Argos liveness score (0-100, higher = live) of the largest face.
     pub async fn liveness_score(&self, image: ImageInput) -> Result<f32> {
         let request = AnalyzeRequest {
-            embedding: false,
+            embedding: None,
             orientation: false,
             mask: false,
             spoofing: Some(SpoofingCondition::Balanced),
@@ -1039,7 +1067,7 @@ mod tests {
                 .iter()
                 .cloned()
                 .map(|mut f| {
-                    if !request.embedding {
+                    if request.embedding.is_none() {
                         f.embedding = None;
                     }
                     f
@@ -1056,13 +1084,13 @@ mod tests {
                 is_spoof: true,
             })
         }
-        fn model_version(&self) -> String {
-            "fake-v1".into()
+        fn models(&self) -> Vec<String> {
+            vec!["fake-v1".into()]
         }
-        fn similarity(&self, cosine: f32) -> f32 {
+        fn similarity(&self, _: &str, cosine: f32) -> f32 {
             (cosine.clamp(0.0, 1.0)) * 100.0
         }
-        fn cosine_for_similarity(&self, s: f32) -> f32 {
+        fn cosine_for_similarity(&self, _: &str, s: f32) -> f32 {
             s / 100.0
         }
     }

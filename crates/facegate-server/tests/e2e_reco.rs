@@ -1059,7 +1059,7 @@ fn restart_keeps_data_and_embeddings_are_encrypted() {
             .analyze(
                 &img,
                 &facegate_server::analyzer::AnalyzeRequest {
-                    embedding: true,
+                    embedding: Some(engine.models()[0].clone()),
                     orientation: false,
                     mask: false,
                     spoofing: None,
@@ -1166,7 +1166,7 @@ fn key_rotation_while_serving_keeps_reads_and_writes_working() {
 
 /// An engine that fails in each way the real one can: a face it cannot
 /// analyse (100 px wide images), an engine failure (other images), and a
-/// panic (in `model_version`, which handlers call on the async side).
+/// panic (in `models`, which group handlers call on the async side).
 struct FaultyEngine;
 
 impl facegate_server::FaceAnalyzer for FaultyEngine {
@@ -1198,13 +1198,13 @@ impl facegate_server::FaceAnalyzer for FaultyEngine {
             "/srv/secret".into(),
         ))
     }
-    fn model_version(&self) -> String {
+    fn models(&self) -> Vec<String> {
         panic!("model registry at /srv/secret is gone")
     }
-    fn similarity(&self, cosine: f32) -> f32 {
+    fn similarity(&self, _: &str, cosine: f32) -> f32 {
         cosine * 100.0
     }
-    fn cosine_for_similarity(&self, similarity: f32) -> f32 {
+    fn cosine_for_similarity(&self, _: &str, similarity: f32) -> f32 {
         similarity / 100.0
     }
 }
@@ -1287,15 +1287,20 @@ fn engine_failures_and_panics_reach_clients_as_the_contract_says() {
 
         // A panic in a handler: the surface's internal error, no trace,
         // and the server goes on serving.
+        s.create_group("g").await;
         for _ in 0..2 {
             let r = send(
                 "POST",
-                &s.reco("/groups"),
+                &s.reco("/groups/g"),
                 &[
                     ("x-nhn-apikey", FACE_KEY),
                     ("content-type", "application/json"),
                 ],
-                Some(json!({"groupId": "g"}).to_string().into_bytes()),
+                Some(
+                    json!({"image": failing, "limit": 1})
+                        .to_string()
+                        .into_bytes(),
+                ),
             )
             .await;
             assert_eq!(r.status, 200, "{}", r.text());
@@ -1307,6 +1312,116 @@ fn engine_failures_and_panics_reach_clients_as_the_contract_says() {
         }
         let r = send("GET", &format!("{}/healthz", s.base), &[], None).await;
         assert_eq!(r.status, 200);
+        s.stop().await;
+    });
+}
+
+/// Groups keep the embedding model they were created with: a dlib group
+/// made before the switch to SFace keeps registering, searching and
+/// verifying with dlib, new groups use SFace, and a server that does not
+/// run a group's model refuses its requests with the documented error.
+#[test]
+fn groups_keep_their_model_across_a_change_of_default() {
+    rt().block_on(async {
+        const DLIB: &str = "dlib-resnet-v1";
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Setup::default();
+        let mut config = config_in(dir.path(), &setup);
+        config.default_model = facegate_server::Embedder::Dlib;
+        let db = on_postgres().then(PgDatabase::create);
+        if let Some(db) = &db {
+            config.database_url = Some(db.url.clone());
+        }
+        let options = facegate_server::StartOptions {
+            analyzer: Some(engine()),
+            ..facegate_server::StartOptions::default()
+        };
+        let mut s = TestServer::start_with(config.clone(), options.clone(), db.clone()).await;
+        let t1 = image_bytes(&asset("t1.jpg"));
+        s.create_group("old").await;
+        let v = s
+            .post("/groups/old", json!({"image": t1, "limit": 2}))
+            .await;
+        assert_code(&v, 0);
+        assert_eq!(v["data"]["modelVersion"], DLIB);
+        s.stop().await;
+
+        // The default moves to SFace; the dlib group keeps answering.
+        config.default_model = facegate_server::Embedder::Sface;
+        let mut s = TestServer::start_with(config.clone(), options, db.clone()).await;
+        assert_eq!(
+            s.get("/groups/old").await["data"]["groups"][0]["modelVersion"],
+            DLIB
+        );
+        s.create_group("new").await;
+        let sface = s.get("/groups/new").await["data"]["groups"][0]["modelVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(sface, DLIB);
+        for (group, model) in [("old", DLIB), ("new", sface.as_str())] {
+            let v = s
+                .post(
+                    &format!("/groups/{group}"),
+                    json!({"image": t1, "limit": 1}),
+                )
+                .await;
+            assert_code(&v, 0);
+            assert_eq!(v["data"]["modelVersion"], model, "{group}");
+            // The same photo finds its own face near 100 on the group's scale.
+            let v = s
+                .post(
+                    &format!("/groups/{group}/search?limit=5&threshold=80"),
+                    json!({"image": t1}),
+                )
+                .await;
+            assert_code(&v, 0);
+            assert_eq!(v["data"]["modelVersion"], model, "{group}");
+            let best = v["data"]["matchFaces"][0]["similarity"].as_f64().unwrap();
+            assert!(best >= 95.0, "{group}: {best}");
+        }
+        s.stop().await;
+
+        // A server without dlib cannot embed for the old group: refused,
+        // nothing stored; the SFace group works.
+        let sface_only = facegate_server::engine::load_engine(
+            &model_dir(),
+            facegate_server::config::RuntimeSetting::Auto,
+            &[facegate_server::Embedder::Sface],
+        )
+        .unwrap();
+        let options = facegate_server::StartOptions {
+            analyzer: Some(sface_only),
+            ..facegate_server::StartOptions::default()
+        };
+        let mut s = TestServer::start_with(config, options, db).await;
+        let v = s
+            .post("/groups/old", json!({"image": t1, "limit": 1}))
+            .await;
+        assert_error(&v, -40000, "InvalidParam");
+        assert_eq!(
+            v["header"]["detail"],
+            format!("group old holds faces of model {DLIB}, which this server does not run")
+        );
+        let v = s
+            .post(
+                "/groups/old/search?limit=5&threshold=80",
+                json!({"image": t1}),
+            )
+            .await;
+        assert_error(&v, -40000, "InvalidParam");
+        assert_eq!(
+            s.get("/groups/old").await["data"]["groups"][0]["faceCount"],
+            3
+        );
+        assert_code(
+            &s.post(
+                "/groups/new/search?limit=5&threshold=80",
+                json!({"image": t1}),
+            )
+            .await,
+            0,
+        );
         s.stop().await;
     });
 }

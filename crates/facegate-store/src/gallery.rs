@@ -561,6 +561,18 @@ impl Gallery {
         Ok(())
     }
 
+    /// The model versions of the groups held (each group is pinned to
+    /// one), sorted; the server loads an embedder for each.
+    pub fn model_versions(&self) -> Vec<String> {
+        let mut versions: Vec<String> = read(&self.slots)
+            .values()
+            .flat_map(|groups| groups.values().map(|slot| slot.model_version.clone()))
+            .collect();
+        versions.sort();
+        versions.dedup();
+        versions
+    }
+
     /// Id of the key new records are encrypted under.
     pub fn current_key_id(&self) -> String {
         self.keys().current_key_id().to_string()

@@ -43,7 +43,6 @@ mod common;
 
 use base64::Engine as _;
 use common::{free_port, PgDatabase};
-use facegate_server::config::RuntimeSetting;
 use facegate_store::{BBox, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces};
 
 const APP: &str = "bench-app";
@@ -456,9 +455,11 @@ fn main() {
         None => format!("sqlite://{}", dir.path().join("facegate.db").display()),
     };
     let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
-    let model = facegate_server::engine::load_engine(&args.models, RuntimeSetting::Auto)
-        .expect("models (run `facegate models install --dir target/test-models`)")
-        .model_version();
+    // The server's default model: the bulk-loaded faces must match it.
+    let model = facegate_server::config::Config::default()
+        .default_model
+        .version()
+        .to_string();
     let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
     println!(
         "backend {backend}, {} faces of dim {DIM}, model {model}",

@@ -248,11 +248,11 @@ fn run(cli: Cli) -> CmdResult {
                 (true, None) => Some(SpoofCondition::Balanced),
                 (false, None) => None,
             };
-            vision_cmds::detect(&config.model_dir(), config.runtime, &images, condition)
+            vision_cmds::detect(&config, &images, condition)
         }
         Command::Compare { image_a, image_b } => {
             let config = resolve(None)?;
-            vision_cmds::compare(&config.model_dir(), config.runtime, &image_a, &image_b)
+            vision_cmds::compare(&config, &image_a, &image_b)
         }
         Command::Tenants { config, command } => {
             let path = config_path(config)?;

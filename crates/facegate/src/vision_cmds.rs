@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use facegate_models::provision::{self, InstallOptions, InstallOutcome};
 use facegate_server::analyzer::FaceAnalyzer;
-use facegate_server::config::RuntimeSetting;
+use facegate_server::config::Config;
 use facegate_server::service::{analyze_offline, FaceOptions};
 use facegate_server::surfaces::nhn_common::WireFaceDetail;
 use facegate_server::SpoofingCondition;
@@ -33,11 +33,13 @@ pub fn models_install(dir: &Path, mirror: Option<String>) -> CmdResult {
     Ok(())
 }
 
-fn load_engine(
-    model_dir: &Path,
-    runtime: RuntimeSetting,
-) -> Result<Arc<dyn FaceAnalyzer>, Box<dyn std::error::Error>> {
-    Ok(facegate_server::engine::load_engine(model_dir, runtime)?)
+/// The engine with the configured default embedding model.
+fn load_engine(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, Box<dyn std::error::Error>> {
+    Ok(facegate_server::engine::load_engine(
+        &config.model_dir(),
+        config.runtime,
+        &[config.default_model],
+    )?)
 }
 
 fn load_image(path: &Path) -> Result<image::RgbImage, Box<dyn std::error::Error>> {
@@ -49,12 +51,11 @@ fn load_image(path: &Path) -> Result<image::RgbImage, Box<dyn std::error::Error>
 /// `facegate detect IMAGE... [--spoofing] [--spoofing-condition C]`: one
 /// JSON line per image with `faceDetailCount` and `faceDetails`.
 pub fn detect(
-    model_dir: &Path,
-    runtime: RuntimeSetting,
+    config: &Config,
     images: &[PathBuf],
     spoofing: Option<SpoofingCondition>,
 ) -> CmdResult {
-    let engine = load_engine(model_dir, runtime)?;
+    let engine = load_engine(config)?;
     let options = FaceOptions {
         spoofing,
         ..FaceOptions::default()
@@ -62,7 +63,7 @@ pub fn detect(
     let mut failed = false;
     for path in images {
         let result = load_image(path)
-            .and_then(|img| Ok(analyze_offline(engine.as_ref(), &img, options, false)?));
+            .and_then(|img| Ok(analyze_offline(engine.as_ref(), &img, options, None)?));
         let line = match result {
             Ok(faces) => {
                 let details: Vec<WireFaceDetail> =
@@ -85,20 +86,21 @@ pub fn detect(
 
 /// `facegate compare A B`: the similarity (0–100) of A's largest face to
 /// every face of B, largest first.
-pub fn compare(model_dir: &Path, runtime: RuntimeSetting, a: &Path, b: &Path) -> CmdResult {
-    let engine = load_engine(model_dir, runtime)?;
+pub fn compare(config: &Config, a: &Path, b: &Path) -> CmdResult {
+    let engine = load_engine(config)?;
+    let model = config.default_model.version();
     let options = FaceOptions {
         orientation: false,
         mask: false,
         spoofing: None,
     };
-    let source = analyze_offline(engine.as_ref(), &load_image(a)?, options, true)?;
+    let source = analyze_offline(engine.as_ref(), &load_image(a)?, options, Some(model))?;
     let source = source
         .into_iter()
         .next()
         .and_then(|(_, e)| e)
         .ok_or_else(|| format!("{}: no face found", a.display()))?;
-    let targets = analyze_offline(engine.as_ref(), &load_image(b)?, options, true)?;
+    let targets = analyze_offline(engine.as_ref(), &load_image(b)?, options, Some(model))?;
     let rows: Vec<_> = targets
         .iter()
         .filter_map(|(detail, embedding)| {
@@ -108,7 +110,7 @@ pub fn compare(model_dir: &Path, runtime: RuntimeSetting, a: &Path, b: &Path) ->
                 .map(|(x, y)| x * y)
                 .sum();
             Some(json!({
-                "similarity": engine.similarity(cosine),
+                "similarity": engine.similarity(model, cosine),
                 "face": WireFaceDetail::from(detail),
             }))
         })

@@ -67,8 +67,12 @@ pub fn engine() -> Arc<dyn FaceAnalyzer> {
     static ENGINE: OnceLock<Arc<dyn FaceAnalyzer>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            facegate_server::engine::load_engine(&model_dir(), RuntimeSetting::Auto)
-                .expect("load models (run `facegate models install --dir target/test-models`)")
+            facegate_server::engine::load_engine(
+                &model_dir(),
+                RuntimeSetting::Auto,
+                &facegate_server::Embedder::ALL,
+            )
+            .expect("load models (run `facegate models install --dir target/test-models`)")
         })
         .clone()
 }

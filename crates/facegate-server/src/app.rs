@@ -184,7 +184,8 @@ fn refuse_early(req: &Request) -> Option<(StatusCode, ServiceError)> {
     {
         return Some((StatusCode::SERVICE_UNAVAILABLE, ServiceError::Overloaded));
     }
-    if req.uri().to_string().len() > MAX_URI_LEN {
+    let target_len = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
+    if target_len > MAX_URI_LEN {
         return Some((
             StatusCode::URI_TOO_LONG,
             ServiceError::invalid("request target is too long"),

@@ -118,6 +118,39 @@ fn is_sof(marker: u8) -> bool {
     matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
 }
 
+/// Reads the marker whose first 0xFF is at `*pos`, skipping fill bytes;
+/// returns where its last 0xFF is and the marker byte, and moves `*pos`
+/// past it.
+fn read_marker(
+    bytes: &[u8],
+    pos: &mut usize,
+    truncated: &dyn Fn() -> ImageError,
+) -> Result<(usize, u8), ImageError> {
+    while bytes.get(*pos) == Some(&0xFF) {
+        *pos += 1;
+    }
+    let marker_at = pos.saturating_sub(1);
+    let marker = *bytes.get(*pos).ok_or_else(truncated)?;
+    *pos += 1;
+    Ok((marker_at, marker))
+}
+
+/// The length-prefixed segment at `*pos` (without its length), moving
+/// `*pos` past it.
+fn read_segment<'a>(
+    bytes: &'a [u8],
+    pos: &mut usize,
+    truncated: &dyn Fn() -> ImageError,
+) -> Result<&'a [u8], ImageError> {
+    let len = usize::from(be16(bytes, *pos).ok_or_else(truncated)?);
+    if len < 2 || *pos + len > bytes.len() {
+        return Err(truncated());
+    }
+    let segment = &bytes[*pos + 2..*pos + len];
+    *pos += len;
+    Ok(segment)
+}
+
 /// Walks the marker segments up to the first scan: frame header, EXIF
 /// orientation, position of the first SOS.
 pub(super) fn read_frame(bytes: &[u8]) -> Result<Frame, ImageError> {
@@ -129,23 +162,13 @@ pub(super) fn read_frame(bytes: &[u8]) -> Result<Frame, ImageError> {
         if *bytes.get(pos).ok_or_else(truncated)? != 0xFF {
             return Err(decode_err("JPEG marker expected"));
         }
-        while bytes.get(pos) == Some(&0xFF) {
-            pos += 1; // fill bytes
-        }
-        let marker_at = pos - 1;
-        let marker = *bytes.get(pos).ok_or_else(truncated)?;
-        pos += 1;
+        let (marker_at, marker) = read_marker(bytes, &mut pos, &truncated)?;
         match marker {
             0x01 | 0xD0..=0xD8 => continue, // stand-alone markers carry no length
             0xD9 => return Err(decode_err("JPEG ends before any scan")),
             _ => {}
         }
-        let len = usize::from(be16(bytes, pos).ok_or_else(truncated)?);
-        if len < 2 || pos + len > bytes.len() {
-            return Err(truncated());
-        }
-        let segment = &bytes[pos + 2..pos + len];
-        pos += len;
+        let segment = read_segment(bytes, &mut pos, &truncated)?;
         match marker {
             0xDA => {
                 let mut frame =
@@ -225,22 +248,13 @@ pub(super) fn read_scans(bytes: &[u8], frame: Frame) -> Result<Header, ImageErro
             .get(pos..)
             .and_then(|rest| rest.iter().position(|&b| b == 0xFF))
             .ok_or_else(truncated)?;
-        while bytes.get(pos) == Some(&0xFF) {
-            pos += 1;
-        }
-        let marker = *bytes.get(pos).ok_or_else(truncated)?;
-        pos += 1;
+        let (_, marker) = read_marker(bytes, &mut pos, &truncated)?;
         match marker {
             0xD9 => break,
             0x00 | 0x01 | 0xD0..=0xD8 => continue,
             _ => {}
         }
-        let len = usize::from(be16(bytes, pos).ok_or_else(truncated)?);
-        if len < 2 || pos + len > bytes.len() {
-            return Err(truncated());
-        }
-        let segment = &bytes[pos + 2..pos + len];
-        pos += len;
+        let segment = read_segment(bytes, &mut pos, &truncated)?;
         if is_sof(marker) {
             return Err(decode_err("JPEG has more than one frame header"));
         }

@@ -12,17 +12,9 @@
 //!   their left);
 //! * pitch > 0: the nose points down (the subject looks down).
 
-use serde::Serialize;
+pub use facegate_core::Pose;
 
 use crate::geometry::FivePoints;
-
-/// Head pose in degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct Pose {
-    pub yaw: f32,
-    pub pitch: f32,
-    pub roll: f32,
-}
 
 /// Mean-face 3-D positions (arbitrary units, x right, y down, z away from
 /// the camera) of the API's five points: eye centres, nose tip, mouth

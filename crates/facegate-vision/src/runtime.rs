@@ -10,7 +10,6 @@
 //! convolution over threads (measured faster on the 2-core target machine).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -21,33 +20,7 @@ use tract_onnx::prelude::{
 
 use crate::error::{Result, VisionError};
 
-/// Which runtime to use, as named in the config file (`runtime = "auto"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeKind {
-    /// ONNX Runtime when its library is installed, else tract.
-    #[default]
-    Auto,
-    #[serde(rename = "onnxruntime")]
-    OnnxRuntime,
-    Cuda,
-    Tract,
-}
-
-impl FromStr for RuntimeKind {
-    type Err = VisionError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "onnxruntime" => Ok(Self::OnnxRuntime),
-            "cuda" => Ok(Self::Cuda),
-            "tract" => Ok(Self::Tract),
-            other => Err(VisionError::RuntimeUnavailable(format!(
-                "unknown runtime {other:?} (expected auto, onnxruntime, cuda or tract)"
-            ))),
-        }
-    }
-}
+pub use facegate_core::RuntimeKind;
 
 /// The runtime actually in use after `auto` has been resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! One detected face, and the rules on faces every layer shares.
 
+use serde::Serialize;
+
 use crate::{FaceBox, FivePoints, Liveness, Pose};
 
 /// Most faces any request reports or registers (the API's cap).
@@ -7,7 +9,9 @@ pub const MAX_FACES: usize = 20;
 
 /// Everything the engine found out about one face, in pixels of the
 /// analysed image. Optional stages are `None` when they did not run.
-#[derive(Clone, PartialEq, Default)]
+/// Serialises without the embedding.
+#[derive(Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Face {
     /// Box.
     pub bbox: FaceBox,
@@ -16,13 +20,31 @@ pub struct Face {
     /// Detection confidence in [0, 1].
     pub confidence: f32,
     /// Head pose, when orientation was requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pose: Option<Pose>,
     /// Mask worn, when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<bool>,
     /// Liveness, when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<Liveness>,
     /// L2-normalised embedding, when requested.
+    #[serde(skip)]
     pub embedding: Option<Vec<f32>>,
+}
+
+impl Face {
+    /// The face with its box and landmarks as fractions of a `width` ×
+    /// `height` image (the API's and the store's unit) and its confidence
+    /// clamped to [0, 1].
+    pub fn fractions_of(&self, width: u32, height: u32) -> Face {
+        Face {
+            bbox: self.bbox.fractions_of(width, height),
+            landmarks: self.landmarks.fractions_of(width, height),
+            confidence: self.confidence.clamp(0.0, 1.0),
+            ..self.clone()
+        }
+    }
 }
 
 // Embeddings are biometric data: keep them out of debug output and logs.

@@ -111,6 +111,7 @@ impl Point {
 /// same for the lips). Pose and alignment need this order; the API wants the
 /// points ordered by x instead, see [`FivePoints::ordered_by_x`].
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FivePoints {
     /// The subject's right eye (image left when upright and frontal).
     pub left_eye: Point,

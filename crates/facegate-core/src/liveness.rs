@@ -43,6 +43,7 @@ impl SpoofCondition {
 /// Why a face cannot be judged live or not: liveness needs a face large,
 /// sharp, well exposed and frontal enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum QualityIssue {
     /// Smaller than the models can judge.
     FaceTooSmall,
@@ -56,6 +57,7 @@ pub enum QualityIssue {
 
 /// The liveness outcome for one face.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Liveness {
     /// Calibrated score in [0, 1] that the face is a live person (the
     /// Argos `liveness_score` is this × 100).
@@ -64,6 +66,7 @@ pub struct Liveness {
     /// face could not be judged (fail closed).
     pub is_spoof: bool,
     /// Set when the face could not be judged, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unjudgeable: Option<QualityIssue>,
 }
 

@@ -4,31 +4,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use facegate_core::{Face, Liveness, RuntimeKind, SpoofCondition};
 use facegate_image::RgbImage;
 use facegate_vision::calibration::Calibration;
 use facegate_vision::embedder::Embedder;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions};
-use facegate_vision::runtime::RuntimeKind;
-use facegate_vision::spoof::{SpoofCondition, SpoofVerdict};
+use facegate_vision::spoof::SpoofVerdict;
 
-use crate::analyzer::{
-    AnalyzeRequest, AnalyzedFace, AnalyzerError, FaceAnalyzer, HeadPose, Liveness, PixelBox,
-    PixelPoint, SpoofingCondition,
-};
-use crate::config::RuntimeSetting;
-
-fn condition(c: SpoofingCondition) -> SpoofCondition {
-    match c {
-        SpoofingCondition::Weak => SpoofCondition::Weak,
-        SpoofingCondition::Balanced => SpoofCondition::Balanced,
-        SpoofingCondition::Strict => SpoofCondition::Strict,
-    }
-}
+use crate::analyzer::{AnalyzeRequest, AnalyzerError, FaceAnalyzer};
 
 fn liveness(v: SpoofVerdict) -> Liveness {
     Liveness {
         real_probability: v.real_probability,
         is_spoof: v.is_spoof,
+        unjudgeable: None,
     }
 }
 
@@ -50,16 +39,6 @@ fn err(e: facegate_vision::VisionError) -> AnalyzerError {
     }
 }
 
-/// The runtime setting of the config file as the engine names it.
-pub fn runtime_kind(r: RuntimeSetting) -> RuntimeKind {
-    match r {
-        RuntimeSetting::Auto => RuntimeKind::Auto,
-        RuntimeSetting::Onnxruntime => RuntimeKind::OnnxRuntime,
-        RuntimeSetting::Cuda => RuntimeKind::Cuda,
-        RuntimeSetting::Tract => RuntimeKind::Tract,
-    }
-}
-
 /// The embedder whose version string is `version`.
 fn embedder_of(version: &str) -> Result<Embedder, AnalyzerError> {
     Embedder::from_version(version)
@@ -78,10 +57,10 @@ fn calibration_of(version: &str) -> &'static Calibration {
 /// blocking, seconds to minutes depending on runtime).
 pub fn load_engine(
     model_dir: &Path,
-    runtime: RuntimeSetting,
+    runtime: RuntimeKind,
     embedders: &[Embedder],
 ) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
-    let options = EngineOptions::new(model_dir, runtime_kind(runtime)).with_embedders(embedders);
+    let options = EngineOptions::new(model_dir, runtime).with_embedders(embedders);
     let engine = Engine::load(&options).map_err(|e| AnalyzerError::Engine(e.to_string()))?;
     tracing::info!(
         backend = engine.backend().name(),
@@ -96,7 +75,7 @@ impl FaceAnalyzer for Engine {
         &self,
         image: &RgbImage,
         request: &AnalyzeRequest,
-    ) -> Result<Vec<AnalyzedFace>, AnalyzerError> {
+    ) -> Result<Vec<Face>, AnalyzerError> {
         let embedder = match &request.embedding {
             Some(version) => embedder_of(version)?,
             None => self.default_embedder(),
@@ -105,38 +84,19 @@ impl FaceAnalyzer for Engine {
             embedding: request.embedding.is_some(),
             orientation: request.orientation,
             mask: request.mask,
-            spoofing: request.spoofing.map(condition),
+            spoofing: request.spoofing,
         };
         let faces = Engine::analyze_with(self, image, &options, embedder).map_err(err)?;
         Ok(faces
             .into_iter()
-            .map(|f| {
-                let l = f.landmarks.ordered_by_x();
-                let p = |p: facegate_vision::geometry::Point| PixelPoint { x: p.x, y: p.y };
-                AnalyzedFace {
-                    bbox: PixelBox {
-                        x0: f.bbox.x0,
-                        y0: f.bbox.y0,
-                        x1: f.bbox.x1,
-                        y1: f.bbox.y1,
-                    },
-                    landmarks: [
-                        p(l.left_eye),
-                        p(l.right_eye),
-                        p(l.nose),
-                        p(l.left_lip),
-                        p(l.right_lip),
-                    ],
-                    confidence: f.confidence,
-                    pose: f.pose.map(|p| HeadPose {
-                        yaw: p.yaw,
-                        pitch: p.pitch,
-                        roll: p.roll,
-                    }),
-                    mask: f.mask,
-                    liveness: f.spoof.map(liveness),
-                    embedding: f.embedding,
-                }
+            .map(|f| Face {
+                bbox: f.bbox,
+                landmarks: f.landmarks,
+                confidence: f.confidence,
+                pose: f.pose,
+                mask: f.mask,
+                liveness: f.spoof.map(liveness),
+                embedding: f.embedding,
             })
             .collect())
     }
@@ -144,9 +104,9 @@ impl FaceAnalyzer for Engine {
     fn spoof_aligned(
         &self,
         crop: &RgbImage,
-        c: SpoofingCondition,
+        condition: SpoofCondition,
     ) -> Result<Liveness, AnalyzerError> {
-        Engine::spoof_aligned(self, crop, condition(c))
+        Engine::spoof_aligned(self, crop, condition)
             .map(liveness)
             .map_err(err)
     }

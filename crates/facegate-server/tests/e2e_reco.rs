@@ -1174,10 +1174,8 @@ impl facegate_server::FaceAnalyzer for FaultyEngine {
         &self,
         image: &facegate_image::RgbImage,
         _: &facegate_server::analyzer::AnalyzeRequest,
-    ) -> Result<
-        Vec<facegate_server::analyzer::AnalyzedFace>,
-        facegate_server::analyzer::AnalyzerError,
-    > {
+    ) -> Result<Vec<facegate_server::analyzer::Face>, facegate_server::analyzer::AnalyzerError>
+    {
         use facegate_server::analyzer::AnalyzerError;
         if image.width() == 100 {
             Err(AnalyzerError::Face(
@@ -1192,7 +1190,7 @@ impl facegate_server::FaceAnalyzer for FaultyEngine {
     fn spoof_aligned(
         &self,
         _: &facegate_image::RgbImage,
-        _: facegate_server::SpoofingCondition,
+        _: facegate_server::analyzer::SpoofCondition,
     ) -> Result<facegate_server::analyzer::Liveness, facegate_server::analyzer::AnalyzerError> {
         Err(facegate_server::analyzer::AnalyzerError::Engine(
             "/srv/secret".into(),
@@ -1386,7 +1384,7 @@ fn groups_keep_their_model_across_a_change_of_default() {
         // nothing stored; the SFace group works.
         let sface_only = facegate_server::engine::load_engine(
             &model_dir(),
-            facegate_server::config::RuntimeSetting::Auto,
+            facegate_server::config::RuntimeKind::Auto,
             &[facegate_server::Embedder::Sface],
         )
         .unwrap();

@@ -23,7 +23,7 @@ mod error {
 }
 #[allow(dead_code)]
 mod store {
-    pub use facegate_store::{BBox, FaceRecord};
+    pub use facegate_store::{FaceBox, FaceRecord};
 }
 #[allow(dead_code)]
 mod time {
@@ -37,7 +37,7 @@ mod index;
 #[path = "../src/validate.rs"]
 mod validate;
 
-use facegate_store::{BBox, FaceRecord, UtcMillis};
+use facegate_store::{FaceBox, FaceRecord, UtcMillis};
 use index::{dot, GroupIndex};
 
 const DIM: usize = 128;
@@ -94,7 +94,7 @@ fn record(id: u128) -> FaceRecord {
         face_id: validate::format_uuid(id),
         image_id: validate::format_uuid(id ^ 1),
         external_image_id: None,
-        bbox: BBox {
+        bbox: FaceBox {
             x0: 0.1,
             y0: 0.1,
             x1: 0.5,

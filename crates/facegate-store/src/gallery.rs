@@ -22,7 +22,7 @@ use crate::index::{normalize, GroupIndex, SearchHit};
 use crate::keys::{KeyRing, MasterKey};
 use crate::postgres::{Change, ChangeListener, ListenerHandle, PostgresStore};
 use crate::sqlite::SqliteStore;
-use crate::store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, StoredFace};
+use crate::store::{Cursor, FaceBox, FaceRecord, FaceStore, GroupInfo, StoredFace};
 use crate::time::{Clock, SystemClock, UtcMillis};
 use crate::token::{self, Scope};
 use crate::validate::{
@@ -181,6 +181,17 @@ impl std::fmt::Debug for GalleryOptions {
     }
 }
 
+/// Which page of a listing to return: the first, of a given size, or the
+/// one after a page whose `next_token` is given (a token fixes the page
+/// size it was issued with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRequest {
+    /// The first page, of this many items (1-200).
+    First(usize),
+    /// The page after the one that issued this token.
+    Next(String),
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -194,7 +205,7 @@ pub struct Page<T> {
 #[derive(Clone, PartialEq)]
 pub struct NewFace {
     /// Where the face is in the image (fractions; must be finite).
-    pub bbox: BBox,
+    pub bbox: FaceBox,
     /// Detection confidence (must be finite).
     pub confidence: f32,
     /// The embedding, any non-zero finite vector; stored as given
@@ -621,18 +632,12 @@ impl Gallery {
     /// One page of the tenant's groups, ordered by creation time descending,
     /// then group id descending (newest first; the id only breaks ties).
     ///
-    /// `token` (`None` or `""` for the first page) is a `next_token` from a
-    /// previous page; when given, `limit` is ignored and the token's limit
-    /// applies. Otherwise `limit` must be 1-200.
-    pub fn list_groups(
-        &self,
-        tenant: &str,
-        limit: usize,
-        token: Option<&str>,
-    ) -> Result<Page<GroupInfo>> {
+    /// A first page's limit must be 1-200; a later page keeps the limit its
+    /// token was issued with.
+    pub fn list_groups(&self, tenant: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
         validate_tenant(tenant)?;
         let keys = self.keys();
-        let (limit, after) = self.page_start(&keys, tenant, Scope::Groups, limit, token)?;
+        let (limit, after) = self.page_start(&keys, tenant, Scope::Groups, page)?;
         let mut items = self.store.list_groups(tenant, after.as_ref(), limit + 1)?;
         let next_token = self.page_end(&keys, tenant, Scope::Groups, limit, &mut items, |g| {
             Cursor {
@@ -648,18 +653,17 @@ impl Gallery {
         keys: &KeyRing,
         tenant: &str,
         scope: Scope<'_>,
-        limit: usize,
-        token: Option<&str>,
+        page: &PageRequest,
     ) -> Result<(usize, Option<Cursor>)> {
-        match token.filter(|t| !t.is_empty()) {
-            Some(t) => {
+        match page {
+            PageRequest::Next(t) => {
                 let st = token::verify(keys, tenant, scope, t, self.now())?;
                 // Signed, so only a bug could put a bad limit here.
                 validate_limit(st.limit, MAX_PAGE_LIMIT)
                     .map_err(|_| StoreError::InvalidToken("bad limit"))?;
                 Ok((st.limit, Some(st.cursor)))
             }
-            None => {
+            &PageRequest::First(limit) => {
                 validate_limit(limit, MAX_PAGE_LIMIT)?;
                 Ok((limit, None))
             }
@@ -838,16 +842,14 @@ impl Gallery {
     }
 
     /// One page of the group's faces, newest first (created time descending,
-    /// then face id descending). Token and limit as in
-    /// [`Gallery::list_groups`]. Faces added after the first page was issued
+    /// then face id descending). Paging as in [`Gallery::list_groups`]. Faces added after the first page was issued
     /// do not appear on later pages; faces deleted meanwhile vanish; no face
     /// is listed twice or skipped.
     pub fn list_faces(
         &self,
         tenant: &str,
         group_id: &str,
-        limit: usize,
-        token: Option<&str>,
+        page: &PageRequest,
     ) -> Result<Page<FaceRecord>> {
         Self::check_ids(tenant, group_id)?;
         let keys = self.keys();
@@ -856,7 +858,7 @@ impl Gallery {
         let group = match self.store.get_group(tenant, group_id)? {
             Some(g) => g,
             // No group a token could belong to.
-            None if token.is_some_and(|t| !t.is_empty()) => {
+            None if matches!(page, PageRequest::Next(_)) => {
                 return Err(StoreError::InvalidToken("no such group"))
             }
             None => return Err(StoreError::GroupNotFound),
@@ -865,7 +867,7 @@ impl Gallery {
             group_id,
             incarnation: &group.incarnation,
         };
-        let (limit, after) = self.page_start(&keys, tenant, scope, limit, token)?;
+        let (limit, after) = self.page_start(&keys, tenant, scope, page)?;
         let mut items = self
             .store
             .list_faces(tenant, group_id, after.as_ref(), limit + 1)?;

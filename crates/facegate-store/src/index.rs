@@ -4,7 +4,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::{Result, StoreError};
-use crate::store::{BBox, FaceRecord};
+use crate::store::{FaceBox, FaceRecord};
 use crate::time::UtcMillis;
 use crate::validate::{format_uuid, parse_uuid};
 
@@ -68,7 +68,8 @@ pub fn cosine_similarity(a: &[f32], b: &[f32]) -> Result<f32> {
             got: b.len(),
         });
     }
-    Ok(dot(&normalize(a)?, &normalize(b)?))
+    facegate_core::cosine_similarity(a, b)
+        .ok_or_else(|| StoreError::InvalidParam("embedding has zero norm".into()))
 }
 
 /// One search result.
@@ -360,7 +361,7 @@ enum ImageRef {
 struct Meta {
     image: ImageRef,
     external_image_id: Option<Box<str>>,
-    bbox: BBox,
+    bbox: FaceBox,
     confidence: f32,
     created_at: UtcMillis,
     model: u32,
@@ -855,7 +856,7 @@ impl GroupIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::BBox;
+    use crate::store::FaceBox;
     use crate::time::UtcMillis;
     use crate::validate::format_uuid;
 
@@ -864,7 +865,7 @@ mod tests {
             face_id: format_uuid(id),
             image_id: format_uuid(0),
             external_image_id: None,
-            bbox: BBox {
+            bbox: FaceBox {
                 x0: 0.0,
                 y0: 0.0,
                 x1: 1.0,

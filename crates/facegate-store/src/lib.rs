@@ -36,13 +36,13 @@ pub use crate::postgres::{
 };
 pub use error::{Result, StoreError};
 pub use gallery::{
-    AddFacesOutcome, DatabaseUrl, Gallery, GalleryOptions, NewFace, NewFaces, Page, RotationReport,
-    DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN, MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
+    AddFacesOutcome, DatabaseUrl, Gallery, GalleryOptions, NewFace, NewFaces, Page, PageRequest,
+    RotationReport, DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN, MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
 };
 pub use index::{cosine_similarity, dot, normalize, SearchHit, MAX_EMBEDDING_DIM};
 pub use keys::{KeyRing, MasterKey, SealedEmbedding, MASTER_KEY_LEN, NONCE_LEN};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
-pub use store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
+pub use store::{Cursor, FaceBox, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
 pub use time::{Clock, SystemClock, UtcMillis};
 pub use validate::{
     is_valid_external_image_id, is_valid_group_id, validate_external_image_id, validate_group_id,

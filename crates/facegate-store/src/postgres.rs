@@ -29,7 +29,7 @@ use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::error::{Result, StoreError};
 use crate::keys::{SealedEmbedding, NONCE_LEN};
-use crate::store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
+use crate::store::{Cursor, FaceBox, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
 use crate::time::{Clock, SystemClock, UtcMillis};
 
 /// The notification channel every change is announced on.
@@ -405,7 +405,7 @@ fn stored_face(r: &Row) -> Result<StoredFace> {
             face_id: r.try_get(0).db()?,
             image_id: r.try_get(1).db()?,
             external_image_id: r.try_get(2).db()?,
-            bbox: BBox {
+            bbox: FaceBox {
                 x0: f(3)?,
                 y0: f(4)?,
                 x1: f(5)?,

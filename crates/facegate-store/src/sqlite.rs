@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
 use crate::keys::{SealedEmbedding, NONCE_LEN};
-use crate::store::{BBox, Cursor, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
+use crate::store::{Cursor, FaceBox, FaceRecord, FaceStore, GroupInfo, RekeyItem, StoredFace};
 use crate::time::{Clock, SystemClock, UtcMillis};
 
 /// Schema migrations, applied in order, each in its own transaction. Never
@@ -254,7 +254,7 @@ impl RawFace {
                 face_id: self.face_id,
                 image_id: self.image_id,
                 external_image_id: self.external_image_id,
-                bbox: BBox { x0, y0, x1, y1 },
+                bbox: FaceBox { x0, y0, x1, y1 },
                 confidence: self.confidence as f32,
                 created_at: UtcMillis(self.created_at_ms),
                 model_version: self.model_version,

@@ -1,4 +1,4 @@
-//! The storage trait that SQLite (and later PostgreSQL) implement, and the
+//! The storage trait that SQLite and PostgreSQL implement, and the
 //! records it moves.
 //!
 //! The trait is synchronous on purpose: SQLite's API is blocking anyway, the
@@ -16,18 +16,7 @@ use crate::error::Result;
 use crate::keys::SealedEmbedding;
 use crate::time::UtcMillis;
 
-/// A face's bounding box, as fractions of the image's width and height.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BBox {
-    /// Left edge.
-    pub x0: f32,
-    /// Top edge.
-    pub y0: f32,
-    /// Right edge.
-    pub x1: f32,
-    /// Bottom edge.
-    pub y1: f32,
-}
+pub use facegate_core::FaceBox;
 
 /// A group as listed and detailed by the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +45,9 @@ pub struct FaceRecord {
     pub image_id: String,
     /// Client label given at registration.
     pub external_image_id: Option<String>,
-    /// Where the face was in the registered image.
-    pub bbox: BBox,
+    /// Where the face was in the registered image, as fractions of its
+    /// width and height.
+    pub bbox: FaceBox,
     /// Detection confidence, a fraction in [0, 1].
     pub confidence: f32,
     /// Registration time (UTC, ms precision).

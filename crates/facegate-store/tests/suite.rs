@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{all_faces, check_no_plaintext, faces, Backend, Rng, TestStore, MODEL};
 use facegate_store::{
     dot, normalize, Clock, DatabaseUrl, FaceRecord, Gallery, GalleryOptions, KeyRing, MasterKey,
-    NewFaces, StoreError,
+    NewFaces, PageRequest, StoreError,
 };
 
 const T: &str = "tenant-a";
@@ -113,7 +113,7 @@ fn restart_keeps_groups_faces_and_search_answers(backend: Backend) {
             .map(|q| g.search(T, "g1", q, 10, -1.0, None).unwrap())
             .collect();
         (
-            g.list_groups(T, 200, None).unwrap(),
+            g.list_groups(T, &PageRequest::First(200)).unwrap(),
             all_faces(&g, T, "g1"),
             all_faces(&g, "tenant-b", "g1"),
             f0,
@@ -123,7 +123,7 @@ fn restart_keeps_groups_faces_and_search_answers(backend: Backend) {
     };
     let g = db.open();
     let (groups, faces_a, faces_b, f0, emb, searches) = before;
-    assert_eq!(g.list_groups(T, 200, None).unwrap(), groups);
+    assert_eq!(g.list_groups(T, &PageRequest::First(200)).unwrap(), groups);
     assert_eq!(groups.items.len(), 2);
     assert_eq!(groups.items[0].face_count, 12);
     assert_eq!(all_faces(&g, T, "g1"), faces_a);
@@ -213,9 +213,13 @@ fn tenants_are_isolated(backend: Backend) {
         g.get_group(b, "shared-name"),
         Err(StoreError::GroupNotFound)
     ));
-    assert!(g.list_groups(b, 10, None).unwrap().items.is_empty());
+    assert!(g
+        .list_groups(b, &PageRequest::First(10))
+        .unwrap()
+        .items
+        .is_empty());
     assert!(matches!(
-        g.list_faces(b, "shared-name", 10, None),
+        g.list_faces(b, "shared-name", &PageRequest::First(10)),
         Err(StoreError::GroupNotFound)
     ));
     assert!(matches!(
@@ -260,10 +264,16 @@ fn tenants_are_isolated(backend: Backend) {
     g.add_faces(T, "shared-name", faces(vec![rng.vector(8)]), 100)
         .unwrap();
     g.create_group(b, "shared-name", MODEL).unwrap();
-    let page = g.list_faces(T, "shared-name", 1, None).unwrap();
+    let page = g
+        .list_faces(T, "shared-name", &PageRequest::First(1))
+        .unwrap();
     assert!(!page.next_token.is_empty());
     assert!(matches!(
-        g.list_faces(b, "shared-name", 1, Some(&page.next_token)),
+        g.list_faces(
+            b,
+            "shared-name",
+            &PageRequest::Next(page.next_token.clone())
+        ),
         Err(StoreError::InvalidToken(_))
     ));
 }
@@ -414,11 +424,11 @@ fn group_rules_and_errors(backend: Backend) {
         Err(StoreError::GroupNotFound)
     ));
     assert!(matches!(
-        g.list_groups(T, 0, None),
+        g.list_groups(T, &PageRequest::First(0)),
         Err(StoreError::InvalidParam(_))
     ));
     assert!(matches!(
-        g.list_groups(T, 201, None),
+        g.list_groups(T, &PageRequest::First(201)),
         Err(StoreError::InvalidParam(_))
     ));
 
@@ -460,11 +470,13 @@ fn paging_tokens_reject_forgery_alteration_and_expiry(backend: Backend) {
     let vs = (0..5).map(|_| rng.vector(8)).collect();
     g.add_faces(T, "a", faces(vs), 100).unwrap();
 
-    let page = g.list_faces(T, "a", 2, None).unwrap();
+    let page = g.list_faces(T, "a", &PageRequest::First(2)).unwrap();
     let tok = page.next_token.clone();
     assert_eq!(page.items.len(), 2);
     // The token fixes its limit: a different limit beside it is ignored.
-    let p2 = g.list_faces(T, "a", 150, Some(&tok)).unwrap();
+    let p2 = g
+        .list_faces(T, "a", &PageRequest::Next(tok.clone()))
+        .unwrap();
     assert_eq!(p2.items.len(), 2);
     assert!(p2.items.iter().all(|f| !page.items.contains(f)));
 
@@ -473,7 +485,10 @@ fn paging_tokens_reject_forgery_alteration_and_expiry(backend: Backend) {
         let mut b = tok.clone().into_bytes();
         b[i] = if b[i] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(b).unwrap();
-        assert!(invalid(g.list_faces(T, "a", 2, Some(&altered))), "pos {i}");
+        assert!(
+            invalid(g.list_faces(T, "a", &PageRequest::Next(altered.clone()))),
+            "pos {i}"
+        );
     }
     // Forged: random bytes, truncated, extended, junk.
     for forged in [
@@ -483,26 +498,52 @@ fn paging_tokens_reject_forgery_alteration_and_expiry(backend: Backend) {
         "not a token!",
         "==",
     ] {
-        assert!(invalid(g.list_faces(T, "a", 2, Some(forged))), "{forged}");
+        assert!(
+            invalid(g.list_faces(T, "a", &PageRequest::Next(forged.to_string()))),
+            "{forged}"
+        );
     }
     // Wrong group, wrong listing kind.
-    assert!(invalid(g.list_faces(T, "b", 2, Some(&tok))));
-    assert!(invalid(g.list_groups(T, 2, Some(&tok))));
-    let gpage = g.list_groups(T, 1, None).unwrap();
-    assert!(invalid(g.list_faces(T, "a", 2, Some(&gpage.next_token))));
+    assert!(invalid(g.list_faces(
+        T,
+        "b",
+        &PageRequest::Next(tok.clone())
+    )));
+    assert!(invalid(g.list_groups(T, &PageRequest::Next(tok.clone()))));
+    let gpage = g.list_groups(T, &PageRequest::First(1)).unwrap();
+    assert!(invalid(g.list_faces(
+        T,
+        "a",
+        &PageRequest::Next(gpage.next_token.clone())
+    )));
     // A token from another installation (other key) is refused.
     let db2 = TestStore::new(backend);
     let g2 = db2.open();
     g2.create_group(T, "a", MODEL).unwrap();
-    assert!(invalid(g2.list_faces(T, "a", 2, Some(&tok))));
+    assert!(invalid(g2.list_faces(
+        T,
+        "a",
+        &PageRequest::Next(tok.clone())
+    )));
     // Expiry.
     db.clock.advance(3_600_000);
-    assert!(g.list_faces(T, "a", 2, Some(&tok)).is_ok());
+    assert!(g
+        .list_faces(T, "a", &PageRequest::Next(tok.clone()))
+        .is_ok());
     db.clock.advance(1);
-    assert!(invalid(g.list_faces(T, "a", 2, Some(&tok))));
-    assert!(invalid(g.list_groups(T, 1, Some(&gpage.next_token))));
+    assert!(invalid(g.list_faces(
+        T,
+        "a",
+        &PageRequest::Next(tok.clone())
+    )));
+    assert!(invalid(
+        g.list_groups(T, &PageRequest::Next(gpage.next_token.clone()))
+    ));
     // Empty token means first page.
-    assert_eq!(g.list_faces(T, "a", 2, Some("")).unwrap().items, page.items);
+    assert_eq!(
+        g.list_faces(T, "a", &PageRequest::First(2)).unwrap().items,
+        page.items
+    );
 }
 
 /// Groups, then faces, page newest first; equal timestamps break ties by id
@@ -522,13 +563,15 @@ fn group_and_face_listings_page_newest_first(backend: Backend) {
     }
     g.create_group("other", "x", MODEL).unwrap();
     let mut seen = Vec::new();
-    let mut page = g.list_groups(T, 4, None).unwrap();
+    let mut page = g.list_groups(T, &PageRequest::First(4)).unwrap();
     loop {
         seen.extend(page.items.iter().map(|g| g.group_id.clone()));
         if page.next_token.is_empty() {
             break;
         }
-        page = g.list_groups(T, 1, Some(&page.next_token)).unwrap();
+        page = g
+            .list_groups(T, &PageRequest::Next(page.next_token.clone()))
+            .unwrap();
         assert!(page.items.len() <= 4);
     }
     ids.reverse();
@@ -553,9 +596,12 @@ fn group_and_face_listings_page_newest_first(backend: Backend) {
     assert_eq!(listed.len(), 20);
     assert_eq!(listed, want);
     // A face token is refused for another (here: missing) group.
-    let token = g.list_faces(T, "f", 3, None).unwrap().next_token;
+    let token = g
+        .list_faces(T, "f", &PageRequest::First(3))
+        .unwrap()
+        .next_token;
     assert!(matches!(
-        g.list_faces(T, "g", 3, Some(&token)),
+        g.list_faces(T, "g", &PageRequest::Next(token.clone())),
         Err(StoreError::InvalidToken(_))
     ));
 }
@@ -589,7 +635,7 @@ fn face_listing_survives_interleaved_changes(backend: Backend) {
         let mut added_later: HashSet<String> = HashSet::new();
         let mut seen: Vec<FaceRecord> = Vec::new();
         let limit = 1 + rng.below(5);
-        let mut page = g.list_faces(T, &group, limit, None).unwrap();
+        let mut page = g.list_faces(T, &group, &PageRequest::First(limit)).unwrap();
         loop {
             seen.extend(page.items.iter().cloned());
             if page.next_token.is_empty() {
@@ -609,7 +655,9 @@ fn face_listing_survives_interleaved_changes(backend: Backend) {
                     added_later.insert(out.added[0].face_id.clone());
                 }
             }
-            page = g.list_faces(T, &group, 99, Some(&page.next_token)).unwrap();
+            page = g
+                .list_faces(T, &group, &PageRequest::Next(page.next_token.clone()))
+                .unwrap();
             assert!(page.items.len() <= limit);
         }
         let ids: Vec<&String> = seen.iter().map(|f| &f.face_id).collect();
@@ -814,8 +862,9 @@ fn concurrent_search_add_delete_do_not_deadlock(backend: Backend) {
                     .add_faces(T, "g", faces(vec![rng.vector(32), rng.vector(32)]), 100_000)
                     .unwrap();
                 g.delete_face(T, "g", &out.added[0].face_id).unwrap();
-                let page = g.list_faces(T, "g", 5, None).unwrap();
-                g.list_faces(T, "g", 5, Some(&page.next_token)).unwrap();
+                let page = g.list_faces(T, "g", &PageRequest::First(5)).unwrap();
+                g.list_faces(T, "g", &PageRequest::Next(page.next_token.clone()))
+                    .unwrap();
             }
         }));
     }

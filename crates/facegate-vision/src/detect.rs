@@ -30,7 +30,6 @@ pub struct Detection {
 pub struct DetectorOptions {
     pub score_threshold: f32,
     pub nms_iou: f32,
-    pub max_faces: usize,
     /// Faces whose shorter box side is below this many pixels are dropped.
     pub min_face_px: f32,
 }
@@ -40,7 +39,6 @@ impl Default for DetectorOptions {
         Self {
             score_threshold: 0.6,
             nms_iou: 0.3,
-            max_faces: 20,
             min_face_px: 20.0,
         }
     }
@@ -71,7 +69,9 @@ impl Detector {
         })
     }
 
-    /// Detects faces, largest first, at most `max_faces`.
+    /// Detects faces, ranked as every layer ranks them
+    /// ([`facegate_core::rank_faces`]: largest first, at most
+    /// [`facegate_core::MAX_FACES`]).
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         let (w, h) = image.dimensions();
         if w == 0 || h == 0 {
@@ -85,8 +85,7 @@ impl Detector {
             faces = self.detect_at_scale(image, fit * 0.5)?;
         }
         faces.retain(|f| f.bbox.width().min(f.bbox.height()) >= self.options.min_face_px);
-        faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
-        faces.truncate(self.options.max_faces);
+        facegate_core::rank_faces(&mut faces, |d| d.bbox);
         Ok(faces)
     }
 

@@ -43,7 +43,7 @@ mod common;
 
 use base64::Engine as _;
 use common::{free_port, PgDatabase};
-use facegate_store::{BBox, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces};
+use facegate_store::{FaceBox, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces};
 
 const APP: &str = "bench-app";
 const FACE_KEY: &str = "bench-face-key";
@@ -108,7 +108,7 @@ impl Rng {
             .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect();
         NewFace {
-            bbox: BBox {
+            bbox: FaceBox {
                 x0: 0.2,
                 y0: 0.2,
                 x1: 0.6,

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use facegate_core::SpoofCondition;
 use facegate_models::provision::{self, InstallOptions};
 use facegate_server::config::{resolve, TenantConfig};
-use facegate_server::SpoofingCondition as SpoofCondition;
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 

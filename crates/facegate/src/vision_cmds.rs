@@ -1,16 +1,16 @@
 //! The vision subcommands: `models install`, `detect`, `compare`. They run
-//! the server's own face-detail code on local files, so their JSON is what
-//! the API would answer.
+//! the service's own analysis on local files, so they find what the API
+//! would find; faces print as facegate-core's JSON (geometry in fractions
+//! of the image, landmarks ordered by x as the API orders them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use facegate_core::{cosine_similarity, Face, SpoofCondition};
 use facegate_models::provision::{self, InstallOptions, InstallOutcome};
 use facegate_server::analyzer::FaceAnalyzer;
 use facegate_server::config::Config;
 use facegate_server::service::{analyze_offline, FaceOptions};
-use facegate_server::surfaces::nhn_common::WireFaceDetail;
-use facegate_server::SpoofingCondition;
 use serde_json::json;
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
@@ -48,13 +48,15 @@ fn load_image(path: &Path) -> Result<image::RgbImage, Box<dyn std::error::Error>
         .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
+/// A face as the CLI prints it: landmarks in the API's by-x order.
+fn printable(mut face: Face) -> Face {
+    face.landmarks = face.landmarks.ordered_by_x();
+    face
+}
+
 /// `facegate detect IMAGE... [--spoofing] [--spoofing-condition C]`: one
-/// JSON line per image with `faceDetailCount` and `faceDetails`.
-pub fn detect(
-    config: &Config,
-    images: &[PathBuf],
-    spoofing: Option<SpoofingCondition>,
-) -> CmdResult {
+/// JSON line per image with `faceCount` and `faces`.
+pub fn detect(config: &Config, images: &[PathBuf], spoofing: Option<SpoofCondition>) -> CmdResult {
     let engine = load_engine(config)?;
     let options = FaceOptions {
         spoofing,
@@ -66,9 +68,8 @@ pub fn detect(
             .and_then(|img| Ok(analyze_offline(engine.as_ref(), &img, options, None)?));
         let line = match result {
             Ok(faces) => {
-                let details: Vec<WireFaceDetail> =
-                    faces.iter().map(|(d, _)| WireFaceDetail::from(d)).collect();
-                json!({"image": path, "faceDetailCount": details.len(), "faceDetails": details})
+                let faces: Vec<Face> = faces.into_iter().map(printable).collect();
+                json!({"image": path, "faceCount": faces.len(), "faces": faces})
             }
             Err(e) => {
                 failed = true;
@@ -98,20 +99,16 @@ pub fn compare(config: &Config, a: &Path, b: &Path) -> CmdResult {
     let source = source
         .into_iter()
         .next()
-        .and_then(|(_, e)| e)
+        .and_then(|f| f.embedding)
         .ok_or_else(|| format!("{}: no face found", a.display()))?;
     let targets = analyze_offline(engine.as_ref(), &load_image(b)?, options, Some(model))?;
     let rows: Vec<_> = targets
-        .iter()
-        .filter_map(|(detail, embedding)| {
-            let cosine: f32 = source
-                .iter()
-                .zip(embedding.as_ref()?)
-                .map(|(x, y)| x * y)
-                .sum();
+        .into_iter()
+        .filter_map(|face| {
+            let cosine = cosine_similarity(&source, face.embedding.as_deref()?)?;
             Some(json!({
                 "similarity": engine.similarity(model, cosine),
-                "face": WireFaceDetail::from(detail),
+                "face": printable(face),
             }))
         })
         .collect();

@@ -48,32 +48,30 @@ fn asset(name: &str) -> String {
 }
 
 #[test]
-fn detect_prints_the_api_face_details() {
+fn detect_prints_the_faces_the_api_finds() {
     let (ok, stdout, stderr) = facegate(&["detect", "--spoofing", &asset("t1.jpg")]);
     assert!(ok, "{stderr}");
     let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(line["faceDetailCount"], 6);
-    let face = &line["faceDetails"][0];
+    assert_eq!(line["faceCount"], 6);
+    let face = &line["faces"][0];
     for key in [
         "bbox",
         "landmarks",
-        "orientation",
+        "pose",
         "mask",
-        "spoofing",
+        "liveness",
         "confidence",
     ] {
         assert!(!face[key].is_null(), "{key} missing in {face}");
     }
-    let names: Vec<&str> = face["landmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["leftEye", "rightEye", "nose", "leftLip", "rightLip"]
-    );
+    assert!(face.get("embedding").is_none());
+    let points = face["landmarks"].as_object().unwrap();
+    for name in ["leftEye", "rightEye", "nose", "leftLip", "rightLip"] {
+        let x = points[name]["x"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{name} in fractions: {x}");
+    }
+    // The API's order: the left eye is the one with the smaller x.
+    assert!(points["leftEye"]["x"].as_f64() < points["rightEye"]["x"].as_f64());
 }
 
 #[test]

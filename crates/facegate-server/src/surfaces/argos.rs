@@ -2,19 +2,23 @@
 //! `x-api-key`, body `{"faceImage": "<base64>"}`. [`to_wire`] is the one
 //! error mapping: 400 with `errorCode` 1016/1017, 401, 500/503.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use facegate_core::QualityIssue;
 use serde::Serialize;
 
+use super::limits::body_bytes;
+use super::state::{new_id, AppState};
 use crate::analyzer::AnalyzerError;
-use crate::app::AppState;
 use crate::error::{image_error_text, ServiceError};
-use crate::service::ImageInput;
+use crate::service::{ImageInput, Service};
 
 /// The API key header of this surface.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -37,6 +41,9 @@ pub enum ArgosError {
     /// `faceImage` missing or empty.
     #[error("faceImage is required")]
     MissingImage,
+    /// The face is too small, turned, blurred or badly exposed to judge.
+    #[error("the face in faceImage cannot be judged: {0:?}")]
+    Unjudgeable(QualityIssue),
     /// The service failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -64,6 +71,22 @@ fn not_analysable_message(e: &ServiceError) -> String {
     }
 }
 
+/// The `message` of a face the quality gate refused.
+fn unjudgeable_message(issue: QualityIssue) -> &'static str {
+    match issue {
+        QualityIssue::FaceTooSmall => "the face in faceImage is too small to judge",
+        QualityIssue::Pose => "the face in faceImage is turned too far to judge",
+        QualityIssue::Blur => "the face in faceImage is too blurred to judge",
+        QualityIssue::Exposure => "the face in faceImage is too dark or too bright to judge",
+    }
+}
+
+impl IntoResponse for ArgosError {
+    fn into_response(self) -> Response {
+        to_wire(&self, &new_id(13))
+    }
+}
+
 /// The one mapping of errors onto this surface.
 pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
     let (status, code, message) = match err {
@@ -72,6 +95,11 @@ pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
             StatusCode::BAD_REQUEST,
             Some(ERROR_MISSING_IMAGE),
             "faceImage is required".to_string(),
+        ),
+        ArgosError::Unjudgeable(issue) => (
+            StatusCode::BAD_REQUEST,
+            Some(ERROR_NOT_ANALYSABLE),
+            unjudgeable_message(*issue).to_string(),
         ),
         ArgosError::Service(e) => match e {
             ServiceError::InvalidParam(_)
@@ -139,50 +167,65 @@ fn strip_mime_prefix(s: &str) -> &str {
     }
 }
 
-async fn handle(
-    st: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<f32, ArgosError> {
-    let key = headers
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    st.tenants()
-        .by_argos_key(key)
-        .ok_or(ArgosError::Unauthorized)?;
-    let svc = st.service()?;
-    // Over the body limit is an oversized image (1017), as on the NHN
-    // surfaces.
-    let body = super::nhn_reco::body_bytes(body)?;
-    // Anything that does not yield a non-empty faceImage string is 1016.
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| ArgosError::MissingImage)?;
-    let image = match value.get("faceImage") {
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
-        _ => return Err(ArgosError::MissingImage),
-    };
-    let input = ImageInput::Base64(strip_mime_prefix(image).to_string());
-    Ok(svc.liveness_score(input).await?)
+/// An authenticated request: `x-api-key` matched a tenant; the service to
+/// run it on.
+pub struct Tenant {
+    service: Arc<Service>,
 }
 
-async fn liveness(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let tx = crate::app::new_id(13);
-    match handle(&st, &headers, body).await {
-        Ok(score) => Json(Success {
-            api_type: "id_live_face",
-            result: Score {
-                liveness_score: (f64::from(score) * 100.0).round() / 100.0,
-            },
-            transaction_id: &tx,
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ArgosError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ArgosError> {
+        let key = parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        st.tenants()
+            .by_argos_key(key)
+            .ok_or(ArgosError::Unauthorized)?;
+        Ok(Tenant {
+            service: st.service()?,
         })
-        .into_response(),
-        Err(e) => to_wire(&e, &tx),
     }
+}
+
+/// `{"faceImage": "<base64>"}`: anything that does not yield a non-empty
+/// `faceImage` string is 1016; over the body limit is an oversized image
+/// (1017), as on the NHN surfaces.
+pub struct FaceImage(ImageInput);
+
+impl<S: Send + Sync> FromRequest<S> for FaceImage {
+    type Rejection = ArgosError;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, ArgosError> {
+        let body = body_bytes(Bytes::from_request(req, st).await)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| ArgosError::MissingImage)?;
+        match value.get("faceImage") {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(FaceImage(
+                ImageInput::Base64(strip_mime_prefix(s).to_string()),
+            )),
+            _ => Err(ArgosError::MissingImage),
+        }
+    }
+}
+
+async fn liveness(t: Tenant, FaceImage(image): FaceImage) -> Result<Response, ArgosError> {
+    let live = t.service.liveness_score(image).await?;
+    if let Some(issue) = live.unjudgeable {
+        return Err(ArgosError::Unjudgeable(issue));
+    }
+    let score = (f64::from(live.real_probability) * 100.0).clamp(0.0, 100.0);
+    Ok(Json(Success {
+        api_type: "id_live_face",
+        result: Score {
+            liveness_score: (score * 100.0).round() / 100.0,
+        },
+        transaction_id: &new_id(13),
+    })
+    .into_response())
 }
 
 #[cfg(test)]

@@ -1,17 +1,22 @@
 //! What the two NHN surfaces share: the result code table, the response
-//! envelope, the JSON shapes of faces, and body/query parsing that turns
-//! every malformed input into InvalidParam instead of a framework 4xx.
+//! envelope, the JSON shapes of faces, and the extractors that turn every
+//! malformed path, query or body into InvalidParam instead of a framework
+//! 4xx.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use facegate_store::{BBox, FaceRecord};
+use facegate_core::{Face, FaceBox, Liveness, QualityIssue};
+use facegate_store::{FaceRecord, PageRequest, MAX_PAGE_LIMIT};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
+use super::limits::body_bytes;
 use crate::analyzer::AnalyzerError;
 use crate::error::{image_error_text, ImageRole, ServiceError};
-use crate::service::{FaceDetail, ImageInput};
+use crate::service::{FaceOptions, ImageInput};
 
 /// The NHN result codes of API.md's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,19 +175,42 @@ pub fn envelope<T: Serialize>(header: Header, data: Option<T>) -> Response {
     (StatusCode::OK, axum::Json(Envelope { header, data })).into_response()
 }
 
-/// A successful response with `data`.
-pub fn ok<T: Serialize>(data: T) -> Response {
-    with_code(NhnCode::Success, data)
+/// A successful answer of either NHN surface: the envelope with a success
+/// code (0, or 40070 for a partial success) and `data` when there is any.
+pub struct NhnOk<T: Serialize> {
+    code: NhnCode,
+    data: Option<T>,
 }
 
-/// A successful response without `data`.
-pub fn ok_empty() -> Response {
-    envelope::<()>(header_for(NhnCode::Success), None)
+impl<T: Serialize> NhnOk<T> {
+    /// Success with `data`.
+    pub fn data(data: T) -> Self {
+        Self::with_code(NhnCode::Success, data)
+    }
+
+    /// A success or partial-success code with `data`.
+    pub fn with_code(code: NhnCode, data: T) -> Self {
+        NhnOk {
+            code,
+            data: Some(data),
+        }
+    }
 }
 
-/// A success or partial-success response with `data`.
-pub fn with_code<T: Serialize>(code: NhnCode, data: T) -> Response {
-    envelope(header_for(code), Some(data))
+impl NhnOk<()> {
+    /// Success without `data`.
+    pub fn empty() -> Self {
+        NhnOk {
+            code: NhnCode::Success,
+            data: None,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for NhnOk<T> {
+    fn into_response(self) -> Response {
+        envelope(header_for(self.code), self.data)
+    }
 }
 
 fn header_for(code: NhnCode) -> Header {
@@ -298,7 +326,7 @@ pub fn required_image(img: Option<WireImage>, field: &str) -> Result<ImageInput,
         .into_input(field)
 }
 
-/// `bbox`.
+/// `bbox`, fractions of the image.
 #[derive(Debug, Serialize)]
 pub struct WireBox {
     x0: f32,
@@ -307,8 +335,8 @@ pub struct WireBox {
     y1: f32,
 }
 
-impl From<BBox> for WireBox {
-    fn from(b: BBox) -> Self {
+impl From<FaceBox> for WireBox {
+    fn from(b: FaceBox) -> Self {
         WireBox {
             x0: b.x0,
             y0: b.y0,
@@ -337,8 +365,19 @@ pub struct WireOrientation {
     z: f32,
 }
 
+/// The `spoofingReason` of a face that could not be judged.
+fn spoofing_reason(issue: QualityIssue) -> &'static str {
+    match issue {
+        QualityIssue::FaceTooSmall => "FACE_TOO_SMALL",
+        QualityIssue::Pose => "POSE",
+        QualityIssue::Blur => "BLUR",
+        QualityIssue::Exposure => "EXPOSURE",
+    }
+}
+
 /// A face detail (`faceDetails[]`, `sourceFace`, ...).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WireFaceDetail {
     bbox: WireBox,
     landmarks: Vec<WireLandmark>,
@@ -348,16 +387,39 @@ pub struct WireFaceDetail {
     mask: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     spoofing: Option<bool>,
+    /// API.md's extension: why a face was not judged (absent when it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spoofing_reason: Option<&'static str>,
     confidence: f32,
 }
 
-impl From<&FaceDetail> for WireFaceDetail {
-    fn from(d: &FaceDetail) -> Self {
+impl WireFaceDetail {
+    /// The detail of an aligned crop (`aligned: true`): the whole image is
+    /// the face, so it has no box, landmarks or confidence of its own.
+    pub fn aligned(liveness: Liveness) -> Self {
         WireFaceDetail {
-            bbox: d.bbox.into(),
-            landmarks: d
+            bbox: FaceBox::default().into(),
+            landmarks: Vec::new(),
+            orientation: None,
+            mask: None,
+            spoofing: Some(liveness.is_spoof),
+            spoofing_reason: liveness.unjudgeable.map(spoofing_reason),
+            confidence: 0.0,
+        }
+    }
+}
+
+/// A face whose geometry is in fractions of its image, as the service
+/// reports faces; landmarks in the API's by-x order.
+impl From<&Face> for WireFaceDetail {
+    fn from(f: &Face) -> Self {
+        WireFaceDetail {
+            bbox: f.bbox.into(),
+            landmarks: f
                 .landmarks
-                .iter()
+                .ordered_by_x()
+                .as_array()
+                .into_iter()
                 .zip(LANDMARK_NAMES)
                 .map(|(p, kind)| WireLandmark {
                     kind,
@@ -365,12 +427,22 @@ impl From<&FaceDetail> for WireFaceDetail {
                     y: p.y,
                 })
                 .collect(),
-            orientation: d.orientation.map(|(x, y, z)| WireOrientation { x, y, z }),
-            mask: d.mask,
-            spoofing: d.spoofing,
-            confidence: d.confidence,
+            orientation: f.pose.map(|p| WireOrientation {
+                x: p.yaw,
+                y: p.pitch,
+                z: p.roll,
+            }),
+            mask: f.mask,
+            spoofing: f.liveness.map(|l| l.is_spoof),
+            spoofing_reason: f.liveness.and_then(|l| l.unjudgeable).map(spoofing_reason),
+            confidence: f.confidence,
         }
     }
+}
+
+/// The face details of a list of faces.
+pub fn wire_details<'a>(faces: impl IntoIterator<Item = &'a Face>) -> Vec<WireFaceDetail> {
+    faces.into_iter().map(Into::into).collect()
 }
 
 /// A registered face (`addedFaces[]`, `faces[]`, `matchFaces[].face`).
@@ -417,12 +489,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     })
 }
 
-/// Query parameters by name.
-pub type Query = HashMap<String, String>;
-
 /// An optional integer query parameter.
-pub fn query_int(q: &Query, name: &str) -> Result<Option<i64>, ServiceError> {
-    q.get(name)
+pub fn query_int(value: Option<&str>, name: &str) -> Result<Option<i64>, ServiceError> {
+    value
         .map(|v| {
             v.trim()
                 .parse::<i64>()
@@ -432,13 +501,119 @@ pub fn query_int(q: &Query, name: &str) -> Result<Option<i64>, ServiceError> {
 }
 
 /// An optional numeric query parameter.
-pub fn query_num(q: &Query, name: &str) -> Result<Option<f32>, ServiceError> {
-    q.get(name)
+pub fn query_num(value: Option<&str>, name: &str) -> Result<Option<f32>, ServiceError> {
+    value
         .map(|v| match v.trim().parse::<f32>() {
             Ok(n) if n.is_finite() => Ok(n),
             _ => Err(ServiceError::invalid(format!("{name} must be a number"))),
         })
         .transpose()
+}
+
+/// `?limit=&next-token=` of the two listings.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    #[serde(rename = "next-token")]
+    next_token: Option<String>,
+}
+
+impl PageQuery {
+    /// Which page: a non-empty token pages on, and whatever limit is beside
+    /// it is ignored, even one that does not parse, because the token fixes
+    /// the limit it was issued with (API.md: "a different limit beside a
+    /// token is ignored"); otherwise `limit` is required, 1-200.
+    pub fn page(self) -> Result<PageRequest, ServiceError> {
+        if let Some(token) = self.next_token.filter(|t| !t.is_empty()) {
+            return Ok(PageRequest::Next(token));
+        }
+        match query_int(self.limit.as_deref(), "limit")? {
+            None => Err(ServiceError::invalid("limit is required")),
+            Some(l) if (1..=MAX_PAGE_LIMIT as i64).contains(&l) => {
+                Ok(PageRequest::First(l as usize))
+            }
+            Some(_) => Err(ServiceError::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE_LIMIT}"
+            ))),
+        }
+    }
+}
+
+/// `?limit=&threshold=` of search and compare.
+#[derive(Debug, Default, Deserialize)]
+pub struct MatchQuery {
+    limit: Option<String>,
+    threshold: Option<String>,
+}
+
+impl MatchQuery {
+    /// `limit` as an integer, when given.
+    pub fn limit(&self) -> Result<Option<i64>, ServiceError> {
+        query_int(self.limit.as_deref(), "limit")
+    }
+
+    /// `threshold` as a finite number, when given.
+    pub fn threshold(&self) -> Result<Option<f32>, ServiceError> {
+        query_num(self.threshold.as_deref(), "threshold")
+    }
+}
+
+// ---- extractors ------------------------------------------------------------
+//
+// Their rejections are parse errors (InvalidParam, or ImageTooLarge for an
+// oversized body), which both NHN products answer identically, so they
+// share one rejection type instead of one per surface.
+
+/// A path, query or body an NHN surface could not parse.
+#[derive(Debug)]
+pub struct NhnRejection(pub ServiceError);
+
+impl IntoResponse for NhnRejection {
+    fn into_response(self) -> Response {
+        let (code, detail) = classify(&self.0);
+        log_if_internal(code, &self.0);
+        error_response(code, code.name().to_string(), detail)
+    }
+}
+
+/// Typed path parameters.
+pub struct NhnPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for NhnPath<T> {
+    type Rejection = NhnRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| NhnPath(t))
+            .map_err(|_| NhnRejection(ServiceError::invalid("malformed path")))
+    }
+}
+
+/// Typed query parameters.
+pub struct NhnQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for NhnQuery<T> {
+    type Rejection = NhnRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| NhnQuery(t))
+            .map_err(|_| NhnRejection(ServiceError::invalid("malformed query string")))
+    }
+}
+
+/// A JSON body within the route's size limit.
+pub struct NhnJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for NhnJson<T> {
+    type Rejection = NhnRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = body_bytes(Bytes::from_request(req, state).await).map_err(NhnRejection)?;
+        parse_json(&body).map(NhnJson).map_err(NhnRejection)
+    }
 }
 
 /// The face options common to detect/register/search/compare/verify.
@@ -457,8 +632,8 @@ pub struct WireOptions {
 
 impl WireOptions {
     /// Validated options.
-    pub fn parse(&self) -> Result<crate::service::FaceOptions, ServiceError> {
-        crate::service::FaceOptions::from_wire(
+    pub fn parse(&self) -> Result<FaceOptions, ServiceError> {
+        FaceOptions::from_wire(
             self.orientation,
             self.mask,
             self.spoofing,
@@ -703,29 +878,63 @@ mod tests {
             "ImageImageTimeoutError:Source"
         );
         assert!(v["header"]["detail"].is_string());
-        let v = body_of(with_code(
-            NhnCode::QuotaExceededPartial,
-            serde_json::json!({"a": 1}),
-        ))
+        let v = body_of(
+            NhnOk::with_code(NhnCode::QuotaExceededPartial, serde_json::json!({"a": 1}))
+                .into_response(),
+        )
         .await;
         assert_eq!(v["header"]["isSuccessful"], true);
         assert_eq!(v["header"]["resultCode"], 40070);
         assert_eq!(v["data"]["a"], 1);
-        let v = body_of(ok_empty()).await;
+        let v = body_of(NhnOk::empty().into_response()).await;
         assert_eq!(v["header"]["resultMessage"], "Success");
         assert!(v.get("data").is_none());
     }
 
     #[test]
     fn query_parsing() {
-        let mut q = Query::new();
-        q.insert("limit".into(), "12".into());
-        q.insert("threshold".into(), "nan".into());
-        q.insert("bad".into(), "1.5".into());
-        assert_eq!(query_int(&q, "limit").unwrap(), Some(12));
-        assert_eq!(query_int(&q, "missing").unwrap(), None);
-        assert!(query_int(&q, "bad").is_err());
-        assert!(query_num(&q, "threshold").is_err());
-        assert_eq!(query_num(&q, "bad").unwrap(), Some(1.5));
+        assert_eq!(query_int(Some(" 12"), "limit").unwrap(), Some(12));
+        assert_eq!(query_int(None, "limit").unwrap(), None);
+        assert!(query_int(Some("1.5"), "limit").is_err());
+        assert!(query_num(Some("nan"), "threshold").is_err());
+        assert_eq!(query_num(Some("1.5"), "threshold").unwrap(), Some(1.5));
+    }
+
+    fn page(limit: Option<&str>, token: Option<&str>) -> Result<PageRequest, ServiceError> {
+        PageQuery {
+            limit: limit.map(str::to_string),
+            next_token: token.map(str::to_string),
+        }
+        .page()
+    }
+
+    /// Beside a token, whatever limit the client sent is ignored, even one
+    /// that does not parse; without a token (or with an empty one) the
+    /// limit is required and checked.
+    #[test]
+    fn a_token_fixes_the_page_and_limit_is_checked_without_one() {
+        assert_eq!(page(Some("2"), None).unwrap(), PageRequest::First(2));
+        for limit in [None, Some("x"), Some("-7"), Some("500")] {
+            assert_eq!(
+                page(limit, Some("tok")).unwrap(),
+                PageRequest::Next("tok".into())
+            );
+        }
+        for (limit, token) in [
+            (None, None),
+            (Some("x"), None),
+            (Some("0"), None),
+            (Some("201"), Some("")),
+            (Some("garbage"), Some("")),
+        ] {
+            assert!(
+                matches!(page(limit, token), Err(ServiceError::InvalidParam(_))),
+                "{limit:?} {token:?}"
+            );
+        }
+        assert_eq!(
+            page(Some("200"), Some("")).unwrap(),
+            PageRequest::First(200)
+        );
     }
 }

@@ -3,24 +3,26 @@
 //! JSON or multipart body. Same envelope as surface 1; [`to_wire`] is the
 //! one error mapping.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::response::Response;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use super::limits::{body_bytes, too_large};
 use super::nhn_common::{
-    classify, error_response, log_if_internal, ok, parse_json, required_image, NhnCode,
+    classify, error_response, log_if_internal, parse_json, required_image, NhnCode, NhnOk, NhnPath,
     WireFaceDetail, WireImage,
 };
-use crate::app::AppState;
+use super::nhn_reco::spoofing_details;
+use super::state::AppState;
 use crate::error::ServiceError;
-use crate::service::{parse_condition, ImageInput};
+use crate::service::{parse_condition, ImageInput, Service};
 
 /// The route, at the server root.
 pub fn router() -> Router<AppState> {
@@ -39,11 +41,91 @@ pub fn to_wire(err: &ServiceError) -> Response {
     error_response(code, code.name().to_string(), detail)
 }
 
+/// A failed request of this surface.
+#[derive(Debug)]
+pub struct LivenessError(ServiceError);
+
+impl<E: Into<ServiceError>> From<E> for LivenessError {
+    fn from(e: E) -> Self {
+        LivenessError(e.into())
+    }
+}
+
+impl IntoResponse for LivenessError {
+    fn into_response(self) -> Response {
+        to_wire(&self.0)
+    }
+}
+
+/// An authenticated request: the path's appKey and its liveness secret in
+/// `Authorization` matched a tenant; the service to run it on.
+pub struct Tenant {
+    service: Arc<Service>,
+}
+
+#[derive(Deserialize)]
+struct AppKeyPath {
+    app_key: String,
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = LivenessError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, LivenessError> {
+        let NhnPath(AppKeyPath { app_key }) = NhnPath::from_request_parts(parts, st)
+            .await
+            .map_err(|r| LivenessError(r.0))?;
+        let secret = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        st.tenants()
+            .by_liveness_secret(&app_key, secret)
+            .ok_or(ServiceError::Unauthorized)?;
+        Ok(Tenant {
+            service: st.service()?,
+        })
+    }
+}
+
+/// The request: an image and the sensitivity, from a JSON body or a
+/// `multipart/form-data` upload (`imageFile`, `spoofingCondition`).
+#[derive(Debug)]
+pub struct SpoofingForm {
+    image: ImageInput,
+    condition: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonBody {
     image: Option<WireImage>,
     spoofing_condition: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SpoofingForm {
+    type Rejection = LivenessError;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, LivenessError> {
+        let is_multipart = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        if is_multipart {
+            return Ok(read_multipart(req, st).await?);
+        }
+        let b: JsonBody = parse_json(&body_bytes(Bytes::from_request(req, st).await)?)?;
+        Ok(SpoofingForm {
+            image: required_image(b.image, "image")?,
+            condition: b.spoofing_condition,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -53,10 +135,20 @@ struct FaceDetails {
     face_details: Vec<WireFaceDetail>,
 }
 
-async fn read_multipart(
-    st: &AppState,
+async fn spoofing(t: Tenant, form: SpoofingForm) -> Result<NhnOk<FaceDetails>, LivenessError> {
+    let condition = parse_condition(form.condition.as_deref())?;
+    let outcome = t.service.spoofing(form.image, false, condition).await?;
+    let face_details = spoofing_details(&outcome);
+    Ok(NhnOk::data(FaceDetails {
+        face_detail_count: face_details.len(),
+        face_details,
+    }))
+}
+
+async fn read_multipart<S: Send + Sync>(
     req: Request,
-) -> Result<(ImageInput, Option<String>), ServiceError> {
+    st: &S,
+) -> Result<SpoofingForm, ServiceError> {
     let mut mp = Multipart::from_request(req, st)
         .await
         .map_err(|_| ServiceError::invalid("malformed multipart body"))?;
@@ -91,77 +183,20 @@ async fn read_multipart(
         }
     }
     let image = image.ok_or_else(|| ServiceError::invalid("imageFile is required"))?;
-    Ok((image, condition))
+    Ok(SpoofingForm { image, condition })
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ServiceError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ServiceError::Image {
-            role: crate::error::ImageRole::Image,
-            source: facegate_image::ImageError::TooLarge {
-                max_bytes: facegate_image::Limits::default().max_bytes,
-            },
-        }
+        too_large()
     } else {
         ServiceError::invalid("malformed multipart body")
-    }
-}
-
-async fn handle(
-    st: &AppState,
-    path: Result<Path<HashMap<String, String>>, PathRejection>,
-    req: Request,
-) -> Result<Response, ServiceError> {
-    let Path(params) = path.map_err(|_| ServiceError::invalid("malformed path"))?;
-    let app_key = params.get("app_key").map(String::as_str).unwrap_or("");
-    let secret = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    st.tenants()
-        .by_liveness_secret(app_key, secret)
-        .ok_or(ServiceError::Unauthorized)?;
-    let svc = st.service()?;
-    let is_multipart = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    let (image, condition) = if is_multipart {
-        read_multipart(st, req).await?
-    } else {
-        let body = Bytes::from_request(req, st).await;
-        let b: JsonBody = parse_json(&super::nhn_reco::body_bytes(body)?)?;
-        (required_image(b.image, "image")?, b.spoofing_condition)
-    };
-    let condition = parse_condition(condition.as_deref())?;
-    let faces = svc.spoofing(image, false, condition).await?;
-    Ok(ok(FaceDetails {
-        face_detail_count: faces.len(),
-        face_details: faces.iter().map(Into::into).collect(),
-    }))
-}
-
-async fn spoofing(
-    State(st): State<AppState>,
-    path: Result<Path<HashMap<String, String>>, PathRejection>,
-    req: Request,
-) -> Response {
-    match handle(&st, path, req).await {
-        Ok(r) => r,
-        Err(e) => to_wire(&e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenants::Tenants;
 
     const BOUNDARY: &str = "XtestBoundaryX";
 
@@ -188,10 +223,10 @@ mod tests {
 
     #[tokio::test]
     async fn repeated_parts_are_invalid_params() {
-        let st = AppState::new(Tenants::default());
-        let (image, condition) = read_multipart(
-            &st,
+        let st = ();
+        let SpoofingForm { image, condition } = read_multipart(
             multipart(&[("imageFile", b"abc"), ("spoofingCondition", b"weak")]),
+            &st,
         )
         .await
         .unwrap();
@@ -209,13 +244,13 @@ mod tests {
                 ("spoofingCondition", b"weak"),
             ],
         ] {
-            let err = read_multipart(&st, multipart(parts)).await.unwrap_err();
+            let err = read_multipart(multipart(parts), &st).await.unwrap_err();
             assert!(
                 matches!(err, ServiceError::InvalidParam(ref m) if m.contains("more than once")),
                 "{err:?}"
             );
         }
-        let err = read_multipart(&st, multipart(&[("spoofingCondition", b"weak")]))
+        let err = read_multipart(multipart(&[("spoofingCondition", b"weak")]), &st)
             .await
             .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidParam(_)));

@@ -1,28 +1,28 @@
 //! Surface 1: NHN Face Recognition Plus (seed 003), under
 //! `/nhn-face-reco/v1.0/appkeys/{appKey}`, authenticated by `x-nhn-apikey`.
-//! Every answer is HTTP 200 with the NHN envelope; [`to_wire`] is the one
+//! Every answer is HTTP 200 with the NHN envelope; [`RecoError`] is the one
 //! place errors become result codes.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use super::limits::COMPARE_BODY_LIMIT;
 use super::nhn_common::{
-    classify, error_response, log_if_internal, ok, ok_empty, parse_json, query_int, query_num,
-    required_image, with_code, NhnCode, WireFace, WireFaceDetail, WireImage, WireOptions,
+    classify, error_response, log_if_internal, required_image, wire_details, MatchQuery, NhnCode,
+    NhnJson, NhnOk, NhnPath, NhnQuery, PageQuery, WireFace, WireFaceDetail, WireImage, WireOptions,
 };
-use crate::app::{AppState, COMPARE_BODY_LIMIT};
-use crate::error::{ImageRole, ServiceError};
-use crate::service::Service;
+use super::state::AppState;
+use crate::error::ServiceError;
+use crate::service::{
+    parse_condition, FaceMatch, FaceRef, GroupRef, RegisterRequest, SearchParams, Service,
+    SpoofingOutcome,
+};
 
 /// The API key header of this surface.
 pub const API_KEY_HEADER: &str = "x-nhn-apikey";
@@ -61,75 +61,87 @@ pub fn to_wire(err: &ServiceError) -> Response {
     error_response(code, message, detail)
 }
 
-type PathParams = Result<Path<HashMap<String, String>>, PathRejection>;
-type QueryParams = Result<Query<HashMap<String, String>>, QueryRejection>;
-type Body = Result<Bytes, BytesRejection>;
+/// A failed request of this surface.
+#[derive(Debug)]
+pub struct RecoError(ServiceError);
 
-/// What every handler starts from once authenticated.
-struct Ctx {
-    svc: Arc<Service>,
-    tenant: String,
-    params: HashMap<String, String>,
-}
-
-impl Ctx {
-    fn param(&self, name: &str) -> &str {
-        self.params.get(name).map(String::as_str).unwrap_or("")
+impl<E: Into<ServiceError>> From<E> for RecoError {
+    fn from(e: E) -> Self {
+        RecoError(e.into())
     }
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap, path: PathParams) -> Result<Ctx, ServiceError> {
-    let Path(params) = path.map_err(|_| ServiceError::invalid("malformed path"))?;
-    let app_key = params.get("app_key").map(String::as_str).unwrap_or("");
-    let key = headers
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let tenant = st
-        .tenants()
-        .by_face_api_key(app_key, key)
-        .ok_or(ServiceError::Unauthorized)?
-        .to_string();
-    Ok(Ctx {
-        svc: st.service()?,
-        tenant,
-        params,
-    })
+impl IntoResponse for RecoError {
+    fn into_response(self) -> Response {
+        to_wire(&self.0)
+    }
 }
 
-fn query(q: QueryParams) -> Result<HashMap<String, String>, ServiceError> {
-    q.map(|Query(m)| m)
-        .map_err(|_| ServiceError::invalid("malformed query string"))
+type Reply<T> = Result<NhnOk<T>, RecoError>;
+
+/// An authenticated request: the tenant of the path's appKey whose
+/// `x-nhn-apikey` matched, and the service to run it on.
+pub struct Tenant {
+    service: Arc<Service>,
+    app_key: String,
 }
 
-/// The body, or ImageTooLarge when it is over the size limit (the only
-/// way a JSON request gets that big is an oversized image). A body that
-/// breaks off (bad chunking, shorter than its Content-Length, stalled past
-/// the body timeout) is a malformed request.
-pub(crate) fn body_bytes(body: Body) -> Result<Bytes, ServiceError> {
-    use axum::extract::rejection::FailedToBufferBody;
-    body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-            ServiceError::Image {
-                role: ImageRole::Image,
-                source: facegate_image::ImageError::TooLarge {
-                    max_bytes: facegate_image::Limits::default().max_bytes,
-                },
-            }
+#[derive(Deserialize)]
+struct AppKeyPath {
+    app_key: String,
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = RecoError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, RecoError> {
+        let NhnPath(AppKeyPath { app_key }) = NhnPath::from_request_parts(parts, st)
+            .await
+            .map_err(|r| RecoError(r.0))?;
+        let key = parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let app_key = st
+            .tenants()
+            .by_face_api_key(&app_key, key)
+            .ok_or(ServiceError::Unauthorized)?
+            .to_string();
+        Ok(Tenant {
+            service: st.service()?,
+            app_key,
+        })
+    }
+}
+
+/// `{group_id}` of the path.
+#[derive(Deserialize)]
+struct GroupPath {
+    group_id: String,
+}
+
+/// `{group_id}` and `{face_id}` of the path.
+#[derive(Deserialize)]
+struct FacePath {
+    group_id: String,
+    face_id: String,
+}
+
+impl Tenant {
+    fn group(&self, group_id: String) -> GroupRef {
+        GroupRef {
+            tenant: self.app_key.clone(),
+            group_id,
         }
-        _ => ServiceError::invalid("the request body is malformed or incomplete"),
-    })
-}
-
-async fn respond(fut: impl Future<Output = Result<Response, ServiceError>>) -> Response {
-    match fut.await {
-        Ok(r) => r,
-        Err(e) => to_wire(&e),
     }
-}
 
-fn token(q: &HashMap<String, String>) -> Option<String> {
-    q.get("next-token").cloned()
+    fn face(&self, path: FacePath) -> FaceRef {
+        FaceRef {
+            group: self.group(path.group_id),
+            face_id: path.face_id,
+        }
+    }
 }
 
 // ---- groups ----------------------------------------------------------------
@@ -140,22 +152,12 @@ struct CreateGroupBody {
     group_id: Option<String>,
 }
 
-async fn create_group(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let b: CreateGroupBody = parse_json(&body_bytes(body)?)?;
-        let id = b
-            .group_id
-            .ok_or_else(|| ServiceError::invalid("groupId is required"))?;
-        c.svc.create_group(&c.tenant, &id).await?;
-        Ok(ok_empty())
-    })
-    .await
+async fn create_group(t: Tenant, NhnJson(b): NhnJson<CreateGroupBody>) -> Reply<()> {
+    let id = b
+        .group_id
+        .ok_or_else(|| ServiceError::invalid("groupId is required"))?;
+    t.service.create_group(&t.group(id)).await?;
+    Ok(NhnOk::empty())
 }
 
 #[derive(Serialize)]
@@ -173,33 +175,20 @@ struct GroupList {
     next_token: String,
 }
 
-async fn list_groups(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    q: QueryParams,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let q = query(q)?;
-        let page = c
-            .svc
-            .list_groups(&c.tenant, query_int(&q, "limit"), token(&q))
-            .await?;
-        Ok(ok(GroupList {
-            group_count: page.items.len(),
-            groups: page
-                .items
-                .into_iter()
-                .map(|g| GroupSummary {
-                    group_id: g.group_id,
-                    model_version: g.model_version,
-                })
-                .collect(),
-            next_token: page.next_token,
-        }))
-    })
-    .await
+async fn list_groups(t: Tenant, NhnQuery(q): NhnQuery<PageQuery>) -> Reply<GroupList> {
+    let page = t.service.list_groups(&t.app_key, q.page()?).await?;
+    Ok(NhnOk::data(GroupList {
+        group_count: page.items.len(),
+        groups: page
+            .items
+            .into_iter()
+            .map(|g| GroupSummary {
+                group_id: g.group_id,
+                model_version: g.model_version,
+            })
+            .collect(),
+        next_token: page.next_token,
+    }))
 }
 
 #[derive(Serialize)]
@@ -218,34 +207,22 @@ struct GroupDetails {
     groups: Vec<GroupDetail>,
 }
 
-async fn get_group(State(st): State<AppState>, headers: HeaderMap, path: PathParams) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let g = c.svc.get_group(&c.tenant, c.param("group_id")).await?;
-        Ok(ok(GroupDetails {
-            group_count: 1,
-            groups: vec![GroupDetail {
-                group_id: g.group_id,
-                model_version: g.model_version,
-                create_time: g.created_at.to_wire_seconds(),
-                face_count: g.face_count,
-            }],
-        }))
-    })
-    .await
+async fn get_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<GroupDetails> {
+    let g = t.service.get_group(&t.group(p.group_id)).await?;
+    Ok(NhnOk::data(GroupDetails {
+        group_count: 1,
+        groups: vec![GroupDetail {
+            group_id: g.group_id,
+            model_version: g.model_version,
+            create_time: g.created_at.to_wire_seconds(),
+            face_count: g.face_count,
+        }],
+    }))
 }
 
-async fn delete_group(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        c.svc.delete_group(&c.tenant, c.param("group_id")).await?;
-        Ok(ok_empty())
-    })
-    .await
+async fn delete_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<()> {
+    t.service.delete_group(&t.group(p.group_id)).await?;
+    Ok(NhnOk::empty())
 }
 
 // ---- faces -----------------------------------------------------------------
@@ -264,26 +241,22 @@ struct FaceDetails {
     face_details: Vec<WireFaceDetail>,
 }
 
-async fn detect(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let b: ImageBody = parse_json(&body_bytes(body)?)?;
-        let opts = b.options.parse()?;
-        let faces = c
-            .svc
-            .detect(required_image(b.image, "image")?, opts)
-            .await?;
-        Ok(ok(FaceDetails {
-            face_detail_count: faces.len(),
-            face_details: faces.iter().map(Into::into).collect(),
-        }))
-    })
-    .await
+impl FaceDetails {
+    fn new(face_details: Vec<WireFaceDetail>) -> Self {
+        FaceDetails {
+            face_detail_count: face_details.len(),
+            face_details,
+        }
+    }
+}
+
+async fn detect(t: Tenant, NhnJson(b): NhnJson<ImageBody>) -> Reply<FaceDetails> {
+    let opts = b.options.parse()?;
+    let faces = t
+        .service
+        .detect(required_image(b.image, "image")?, opts)
+        .await?;
+    Ok(NhnOk::data(FaceDetails::new(wire_details(&faces))))
 }
 
 #[derive(Deserialize)]
@@ -308,56 +281,38 @@ struct Registered {
 }
 
 async fn register(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let b: RegisterBody = parse_json(&body_bytes(body)?)?;
-        let opts = b.options.parse()?;
-        let image = required_image(b.image, "image")?;
-        let out = c
-            .svc
-            .register(
-                &c.tenant,
-                c.param("group_id"),
-                image,
-                b.external_image_id,
-                b.limit,
-                opts,
-            )
-            .await?;
-        let code = if out.quota_partial {
-            NhnCode::QuotaExceededPartial
-        } else {
-            NhnCode::Success
-        };
-        Ok(with_code(
-            code,
-            Registered {
-                model_version: out.model_version,
-                added_face_count: out.added.len(),
-                added_faces: out.added.iter().map(|(r, _)| r.into()).collect(),
-                added_face_details: out.added.iter().map(|(_, d)| d.into()).collect(),
-                not_added_face_count: out.not_added.len(),
-                not_added_faces: out.not_added.iter().map(Into::into).collect(),
-            },
-        ))
-    })
-    .await
+    t: Tenant,
+    NhnPath(p): NhnPath<GroupPath>,
+    NhnJson(b): NhnJson<RegisterBody>,
+) -> Reply<Registered> {
+    let request = RegisterRequest {
+        options: b.options.parse()?,
+        image: required_image(b.image, "image")?,
+        external_image_id: b.external_image_id,
+        limit: b.limit,
+    };
+    let out = t.service.register(&t.group(p.group_id), request).await?;
+    let code = if out.quota_partial {
+        NhnCode::QuotaExceededPartial
+    } else {
+        NhnCode::Success
+    };
+    Ok(NhnOk::with_code(
+        code,
+        Registered {
+            model_version: out.model_version,
+            added_face_count: out.added.len(),
+            added_faces: out.added.iter().map(|(r, _)| r.into()).collect(),
+            added_face_details: wire_details(out.added.iter().map(|(_, f)| f)),
+            not_added_face_count: out.not_added.len(),
+            not_added_faces: wire_details(&out.not_added),
+        },
+    ))
 }
 
-async fn delete_face(State(st): State<AppState>, headers: HeaderMap, path: PathParams) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        c.svc
-            .delete_face(&c.tenant, c.param("group_id"), c.param("face_id"))
-            .await?;
-        Ok(ok_empty())
-    })
-    .await
+async fn delete_face(t: Tenant, NhnPath(p): NhnPath<FacePath>) -> Reply<()> {
+    t.service.delete_face(&t.face(p)).await?;
+    Ok(NhnOk::empty())
 }
 
 #[derive(Serialize)]
@@ -370,32 +325,23 @@ struct FaceList {
 }
 
 async fn list_faces(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    q: QueryParams,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let q = query(q)?;
-        let (model_version, page) = c
-            .svc
-            .list_faces(
-                &c.tenant,
-                c.param("group_id"),
-                query_int(&q, "limit"),
-                token(&q),
-            )
-            .await?;
-        Ok(ok(FaceList {
-            model_version,
-            face_count: page.items.len(),
-            faces: page.items.iter().map(Into::into).collect(),
-            next_token: page.next_token,
-        }))
-    })
-    .await
+    t: Tenant,
+    NhnPath(p): NhnPath<GroupPath>,
+    NhnQuery(q): NhnQuery<PageQuery>,
+) -> Reply<FaceList> {
+    let (model_version, page) = t
+        .service
+        .list_faces(&t.group(p.group_id), q.page()?)
+        .await?;
+    Ok(NhnOk::data(FaceList {
+        model_version,
+        face_count: page.items.len(),
+        faces: page.items.iter().map(Into::into).collect(),
+        next_token: page.next_token,
+    }))
 }
+
+// ---- matching --------------------------------------------------------------
 
 #[derive(Serialize)]
 struct WireMatch {
@@ -405,88 +351,69 @@ struct WireMatch {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct MatchesById {
+struct Matches {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<String>,
     match_face_count: usize,
     match_faces: Vec<WireMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_face: Option<WireFaceDetail>,
 }
 
-fn wire_matches(m: &[crate::service::FaceMatch]) -> Vec<WireMatch> {
-    m.iter()
-        .map(|m| WireMatch {
-            face: (&m.face).into(),
-            similarity: m.similarity,
-        })
-        .collect()
+impl Matches {
+    fn new(matches: &[FaceMatch]) -> Self {
+        Matches {
+            model_version: None,
+            match_face_count: matches.len(),
+            match_faces: matches
+                .iter()
+                .map(|m| WireMatch {
+                    face: (&m.face).into(),
+                    similarity: m.similarity,
+                })
+                .collect(),
+            source_face: None,
+        }
+    }
+}
+
+fn search_params(q: &MatchQuery) -> Result<SearchParams, ServiceError> {
+    Ok(SearchParams {
+        limit: q.limit()?,
+        threshold: q.threshold()?,
+    })
 }
 
 async fn search_by_face(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    q: QueryParams,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let q = query(q)?;
-        let matches = c
-            .svc
-            .search_by_face(
-                &c.tenant,
-                c.param("group_id"),
-                c.param("face_id"),
-                query_int(&q, "limit")?,
-                query_num(&q, "threshold")?,
-            )
-            .await?;
-        Ok(ok(MatchesById {
-            match_face_count: matches.len(),
-            match_faces: wire_matches(&matches),
-        }))
-    })
-    .await
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MatchesByImage {
-    model_version: String,
-    match_face_count: usize,
-    match_faces: Vec<WireMatch>,
-    source_face: WireFaceDetail,
+    t: Tenant,
+    NhnPath(p): NhnPath<FacePath>,
+    NhnQuery(q): NhnQuery<MatchQuery>,
+) -> Reply<Matches> {
+    let matches = t
+        .service
+        .search_by_face(&t.face(p), search_params(&q)?)
+        .await?;
+    Ok(NhnOk::data(Matches::new(&matches)))
 }
 
 async fn search_by_image(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    q: QueryParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let q = query(q)?;
-        let (limit, threshold) = (query_int(&q, "limit")?, query_num(&q, "threshold")?);
-        let b: ImageBody = parse_json(&body_bytes(body)?)?;
-        let opts = b.options.parse()?;
-        let out = c
-            .svc
-            .search_by_image(
-                &c.tenant,
-                c.param("group_id"),
-                required_image(b.image, "image")?,
-                limit,
-                threshold,
-                opts,
-            )
-            .await?;
-        Ok(ok(MatchesByImage {
-            model_version: out.model_version,
-            match_face_count: out.matches.len(),
-            match_faces: wire_matches(&out.matches),
-            source_face: (&out.source).into(),
-        }))
-    })
-    .await
+    t: Tenant,
+    NhnPath(p): NhnPath<GroupPath>,
+    NhnQuery(q): NhnQuery<MatchQuery>,
+    NhnJson(b): NhnJson<ImageBody>,
+) -> Reply<Matches> {
+    let params = search_params(&q)?;
+    let opts = b.options.parse()?;
+    let image = required_image(b.image, "image")?;
+    let out = t
+        .service
+        .search_by_image(&t.group(p.group_id), image, params, opts)
+        .await?;
+    Ok(NhnOk::data(Matches {
+        model_version: Some(out.model_version),
+        source_face: Some((&out.source).into()),
+        ..Matches::new(&out.matches)
+    }))
 }
 
 #[derive(Deserialize)]
@@ -516,41 +443,33 @@ struct Compared {
     source_face: WireFaceDetail,
 }
 
-fn scored(v: &[(crate::service::FaceDetail, f32)]) -> Vec<ScoredDetail> {
+fn scored(v: &[(facegate_core::Face, f32)]) -> Vec<ScoredDetail> {
     v.iter()
-        .map(|(d, s)| ScoredDetail {
-            face_detail: d.into(),
+        .map(|(f, s)| ScoredDetail {
+            face_detail: f.into(),
             similarity: *s,
         })
         .collect()
 }
 
 async fn compare(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    q: QueryParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let q = query(q)?;
-        let threshold = query_num(&q, "threshold")?;
-        let b: CompareBody = parse_json(&body_bytes(body)?)?;
-        let opts = b.options.parse()?;
-        let source = required_image(b.source_image, "sourceImage")?;
-        let target = required_image(b.target_image, "targetImage")?;
-        let out = c.svc.compare(source, target, threshold, opts).await?;
-        Ok(ok(Compared {
-            model_version: out.model_version,
-            matched_face_detail_count: out.matched.len(),
-            matched_face_details: scored(&out.matched),
-            unmatched_face_detail_count: out.unmatched.len(),
-            unmatched_face_details: scored(&out.unmatched),
-            source_face: (&out.source).into(),
-        }))
-    })
-    .await
+    t: Tenant,
+    NhnQuery(q): NhnQuery<MatchQuery>,
+    NhnJson(b): NhnJson<CompareBody>,
+) -> Reply<Compared> {
+    let threshold = q.threshold()?;
+    let opts = b.options.parse()?;
+    let source = required_image(b.source_image, "sourceImage")?;
+    let target = required_image(b.target_image, "targetImage")?;
+    let out = t.service.compare(source, target, threshold, opts).await?;
+    Ok(NhnOk::data(Compared {
+        model_version: out.model_version,
+        matched_face_detail_count: out.matched.len(),
+        matched_face_details: scored(&out.matched),
+        unmatched_face_detail_count: out.unmatched.len(),
+        unmatched_face_details: scored(&out.unmatched),
+        source_face: (&out.source).into(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -570,34 +489,21 @@ struct Verified {
 }
 
 async fn verify(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let b: VerifyBody = parse_json(&body_bytes(body)?)?;
-        let opts = b.options.parse()?;
-        let image = required_image(b.compare_image, "compareImage")?;
-        let out = c
-            .svc
-            .verify(
-                &c.tenant,
-                c.param("group_id"),
-                c.param("face_id"),
-                image,
-                opts,
-            )
-            .await?;
-        Ok(ok(Verified {
-            similarity: out.similarity,
-            face: (&out.face).into(),
-            source_face: (&out.source).into(),
-        }))
-    })
-    .await
+    t: Tenant,
+    NhnPath(p): NhnPath<FacePath>,
+    NhnJson(b): NhnJson<VerifyBody>,
+) -> Reply<Verified> {
+    let opts = b.options.parse()?;
+    let image = required_image(b.compare_image, "compareImage")?;
+    let out = t.service.verify(&t.face(p), image, opts).await?;
+    Ok(NhnOk::data(Verified {
+        similarity: out.similarity,
+        face: (&out.face).into(),
+        source_face: (&out.source).into(),
+    }))
 }
+
+// ---- liveness --------------------------------------------------------------
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -607,25 +513,20 @@ struct SpoofingBody {
     spoofing_condition: Option<String>,
 }
 
-async fn spoofing(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    path: PathParams,
-    body: Body,
-) -> Response {
-    respond(async {
-        let c = authorize(&st, &headers, path)?;
-        let b: SpoofingBody = parse_json(&body_bytes(body)?)?;
-        let condition = crate::service::parse_condition(b.spoofing_condition.as_deref())?;
-        let image = required_image(b.image, "image")?;
-        let faces = c
-            .svc
-            .spoofing(image, b.aligned.unwrap_or(false), condition)
-            .await?;
-        Ok(ok(FaceDetails {
-            face_detail_count: faces.len(),
-            face_details: faces.iter().map(Into::into).collect(),
-        }))
-    })
-    .await
+/// The face details of a spoofing answer (both NHN surfaces).
+pub(super) fn spoofing_details(outcome: &SpoofingOutcome) -> Vec<WireFaceDetail> {
+    match outcome {
+        SpoofingOutcome::Aligned(liveness) => vec![WireFaceDetail::aligned(*liveness)],
+        SpoofingOutcome::Faces(faces) => wire_details(faces),
+    }
+}
+
+async fn spoofing(t: Tenant, NhnJson(b): NhnJson<SpoofingBody>) -> Reply<FaceDetails> {
+    let condition = parse_condition(b.spoofing_condition.as_deref())?;
+    let image = required_image(b.image, "image")?;
+    let outcome = t
+        .service
+        .spoofing(image, b.aligned.unwrap_or(false), condition)
+        .await?;
+    Ok(NhnOk::data(FaceDetails::new(spoofing_details(&outcome))))
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use facegate_server::config::{Config, RuntimeSetting, TenantConfig};
+use facegate_server::config::{Config, RuntimeKind, TenantConfig};
 use facegate_server::{FaceAnalyzer, RunningServer, StartOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -69,7 +69,7 @@ pub fn engine() -> Arc<dyn FaceAnalyzer> {
         .get_or_init(|| {
             facegate_server::engine::load_engine(
                 &model_dir(),
-                RuntimeSetting::Auto,
+                RuntimeKind::Auto,
                 &facegate_server::Embedder::ALL,
             )
             .expect("load models (run `facegate models install --dir target/test-models`)")

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facegate_store::{
-    BBox, Clock, FaceRecord, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces,
-    SqliteStore, UtcMillis,
+    Clock, FaceBox, FaceRecord, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces,
+    PageRequest, SqliteStore, UtcMillis,
 };
 
 pub const MODEL: &str = "test-model-1";
@@ -311,7 +311,7 @@ fn pg_connect(url: &str) -> postgres::Client {
 
 pub fn face(v: Vec<f32>) -> NewFace {
     NewFace {
-        bbox: BBox {
+        bbox: FaceBox {
             x0: 0.1,
             y0: 0.2,
             x1: 0.6,
@@ -333,14 +333,14 @@ pub fn faces(vs: Vec<Vec<f32>>) -> NewFaces {
 /// Every face of a group, newest first, fetched in pages of 7.
 pub fn all_faces(g: &Gallery, tenant: &str, group: &str) -> Vec<FaceRecord> {
     let mut out = Vec::new();
-    let mut page = g.list_faces(tenant, group, 7, None).unwrap();
+    let mut page = g.list_faces(tenant, group, &PageRequest::First(7)).unwrap();
     loop {
         out.extend(page.items);
         if page.next_token.is_empty() {
             return out;
         }
         page = g
-            .list_faces(tenant, group, 7, Some(&page.next_token))
+            .list_faces(tenant, group, &PageRequest::Next(page.next_token.clone()))
             .unwrap();
     }
 }

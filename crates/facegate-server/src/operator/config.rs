@@ -59,19 +59,7 @@ pub const OTHER_ENV_VARS: &[&str] = &["FACEGATE_CONFIG", "FACEGATE_LOG", "FACEGA
 pub const TEST_ENV_PREFIX: &str = "FACEGATE_TEST_";
 
 /// Which inference runtime to use (`runtime = "auto"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeSetting {
-    /// ONNX Runtime when its library is in the model directory, else tract.
-    #[default]
-    Auto,
-    /// ONNX Runtime on the CPU.
-    Onnxruntime,
-    /// ONNX Runtime with the CUDA execution provider.
-    Cuda,
-    /// The pure-Rust tract runtime.
-    Tract,
-}
+pub use facegate_core::RuntimeKind;
 
 /// One tenant: an appKey and the three API keys that authenticate it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +120,7 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Inference runtime.
     #[serde(default)]
-    pub runtime: RuntimeSetting,
+    pub runtime: RuntimeKind,
     /// Embedding model of new groups (`sface` or `dlib`); groups keep the
     /// model they were created with.
     #[serde(default = "default_model")]
@@ -216,7 +204,7 @@ impl Default for Config {
             model_dir: None,
             database_url: None,
             master_key_file: None,
-            runtime: RuntimeSetting::Auto,
+            runtime: RuntimeKind::Auto,
             default_model: default_model(),
             allow_private_urls: false,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
@@ -612,7 +600,7 @@ argos_api_key = "c"
         assert_eq!(c.model_dir(), PathBuf::from("/tmp/fg/m"));
         assert_eq!(c.database_url(), "sqlite:///tmp/fg/x.db");
         assert_eq!(c.master_key_file(), PathBuf::from("/tmp/fg/k"));
-        assert_eq!(c.runtime, RuntimeSetting::Tract);
+        assert_eq!(c.runtime, RuntimeKind::Tract);
         assert!(c.allow_private_urls);
         assert_eq!(c.max_faces_per_group, 5);
         assert_eq!(c.tenants.len(), 1);
@@ -665,7 +653,7 @@ argos_api_key = "c"
         assert_eq!(c.listen, "0.0.0.0:1234");
         assert!(!c.allow_private_urls);
         assert_eq!(c.max_faces_per_group, 7);
-        assert_eq!(c.runtime, RuntimeSetting::Onnxruntime);
+        assert_eq!(c.runtime, RuntimeKind::OnnxRuntime);
         assert_eq!(c.model_dir(), PathBuf::from("/elsewhere"));
     }
 

@@ -177,7 +177,7 @@ pub fn rotate_keys(config: &Config) -> Result<RotationReport, ServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use facegate_store::{BBox, NewFace, NewFaces};
+    use facegate_store::{FaceBox, NewFace, NewFaces};
 
     #[test]
     fn rotation_reencrypts_and_replaces_the_key_file() {
@@ -204,7 +204,7 @@ mod tests {
                         external_image_id: None,
                         model_version: "m1".into(),
                         faces: vec![NewFace {
-                            bbox: BBox {
+                            bbox: FaceBox {
                                 x0: 0.1,
                                 y0: 0.1,
                                 x1: 0.5,

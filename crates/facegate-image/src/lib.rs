@@ -32,6 +32,8 @@
 //! blocking thread, holding a [`DecodePermit`] for `inspect(..)?.decode_bytes`
 //! while it runs.
 
+#![warn(missing_docs)]
+
 mod addr;
 mod b64;
 mod budget;
@@ -46,36 +48,3 @@ pub use decode::{decode, inspect, Format, ImageInfo, Limits};
 pub use error::{ImageError, UrlError};
 pub use fetch::{fetch, FetchPolicy};
 pub use image::RgbImage;
-
-use std::borrow::Cow;
-
-/// Where a request's image comes from, before it is turned into bytes.
-#[derive(Debug, Clone, Copy)]
-pub enum ImageSource<'a> {
-    /// `image.bytes`: Base64, optionally a data URL.
-    Base64(&'a str),
-    /// `image.url`: fetched under a [`FetchPolicy`].
-    Url(&'a str),
-    /// Raw bytes, e.g. a multipart file field.
-    Bytes(&'a [u8]),
-}
-
-impl<'a> ImageSource<'a> {
-    /// Produces the encoded image bytes, enforcing `limits.max_bytes` for
-    /// Base64 and raw bytes and `policy` for URLs. The result still has to
-    /// go through [`decode`].
-    pub async fn load(
-        self,
-        limits: &Limits,
-        policy: &FetchPolicy,
-    ) -> Result<Cow<'a, [u8]>, ImageError> {
-        match self {
-            ImageSource::Base64(s) => decode_base64(s, limits.max_bytes).map(Cow::Owned),
-            ImageSource::Url(u) => fetch(u, policy).await.map(Cow::Owned),
-            ImageSource::Bytes(b) if b.len() > limits.max_bytes => Err(ImageError::TooLarge {
-                max_bytes: limits.max_bytes,
-            }),
-            ImageSource::Bytes(b) => Ok(Cow::Borrowed(b)),
-        }
-    }
-}

@@ -455,12 +455,26 @@ impl Gallery {
                 gallery.listener = Some(listener.spawn(move |change| {
                     // A failed reload keeps the old index; the next change
                     // to the group (or a reconnect) retries it.
-                    let _ = match change {
+                    let reloaded = match &change {
                         Change::Group { tenant, group_id } => {
-                            mirror.refresh_group(&tenant, &group_id)
+                            mirror.refresh_group(tenant, group_id)
                         }
                         Change::All => mirror.refresh_all(),
                     };
+                    if let Err(e) = reloaded {
+                        // The group id only: the tenant's appKey stays out
+                        // of logs.
+                        let group = match &change {
+                            Change::Group { group_id, .. } => group_id.as_str(),
+                            Change::All => "(all)",
+                        };
+                        tracing::warn!(
+                            error = %e,
+                            group,
+                            "index reload after another node's change failed; serving the \
+                             previous index until the next change"
+                        );
+                    }
                 })?);
                 Ok(gallery)
             }

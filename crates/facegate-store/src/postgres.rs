@@ -933,13 +933,19 @@ impl ChangeListener {
             let Some(c) = client.as_mut() else {
                 match listen(&config) {
                     Ok(c) => {
+                        tracing::info!("change listener reconnected; reloading every index");
                         client = Some(c);
                         backoff = BACKOFF.0;
                         last_ping = Instant::now();
                         // Whatever was announced while disconnected is lost.
                         on_change(Change::All);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "change listener cannot reconnect; other nodes' changes are not seen"
+                        );
                         sleep_unless_stopped(backoff, stop);
                         backoff = (backoff * 2).min(BACKOFF.1);
                     }
@@ -955,6 +961,7 @@ impl ChangeListener {
                 on_change(change);
             }
             if lost || c.is_closed() {
+                tracing::warn!("change listener lost its connection; reconnecting");
                 client = None;
             }
         }

@@ -17,6 +17,8 @@
 //! # let _ = Attr::int("unused", 0);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod proto;
 
 use proto::{
@@ -38,6 +40,7 @@ pub const IR_VERSION: i64 = 7;
 pub struct Attr(AttributeProto);
 
 impl Attr {
+    /// An `INT` attribute, e.g. `group`.
     pub fn int(name: &str, value: i64) -> Self {
         Self(AttributeProto {
             name: name.into(),
@@ -46,6 +49,7 @@ impl Attr {
             ..Default::default()
         })
     }
+    /// An `INTS` attribute, e.g. `kernel_shape` or `pads`.
     pub fn ints(name: &str, values: &[i64]) -> Self {
         Self(AttributeProto {
             name: name.into(),
@@ -54,6 +58,7 @@ impl Attr {
             ..Default::default()
         })
     }
+    /// A `FLOAT` attribute, e.g. `epsilon` or `alpha`.
     pub fn float(name: &str, value: f32) -> Self {
         Self(AttributeProto {
             name: name.into(),
@@ -62,6 +67,7 @@ impl Attr {
             ..Default::default()
         })
     }
+    /// A `STRING` attribute, e.g. `mode`; stored as UTF-8 bytes.
     pub fn string(name: &str, value: &str) -> Self {
         Self(AttributeProto {
             name: name.into(),
@@ -104,6 +110,7 @@ fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
 }
 
 impl GraphBuilder {
+    /// An empty graph called `name` (the name is informational only).
     pub fn new(name: &str) -> Self {
         Self {
             graph: GraphProto {
@@ -274,6 +281,8 @@ impl GraphBuilder {
 /// Errors when reading an ONNX file with this schema.
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
+    /// The bytes are not a protobuf message of this schema (truncated,
+    /// not ONNX, or a field with the wrong wire type).
     #[error("not a valid ONNX protobuf: {0}")]
     Decode(#[from] prost::DecodeError),
 }

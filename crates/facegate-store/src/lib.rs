@@ -19,6 +19,8 @@
 //!
 //! Tenants (appKeys) are fully isolated: every query is keyed by tenant.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod files;
 mod gallery;

@@ -1,7 +1,7 @@
 //! End-to-end tests of the three surfaces over real HTTP, with the real
 //! engine and real photos.
 
-mod common;
+use facegate_test_support::server as common;
 
 use std::time::Duration;
 

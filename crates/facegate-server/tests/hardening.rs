@@ -2,7 +2,7 @@
 //! slow and silent clients, a full connection table, broken bodies and
 //! oversized heads, paging tokens of a re-created group, a stuck database.
 
-mod common;
+use facegate_test_support::server as common;
 
 use std::time::{Duration, Instant};
 

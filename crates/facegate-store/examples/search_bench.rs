@@ -43,24 +43,7 @@ use index::{dot, GroupIndex};
 const DIM: usize = 128;
 const THRESHOLD: f32 = 0.85;
 
-/// SplitMix64 with an approximately normal sampler.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn gauss(&mut self) -> f32 {
-        let s: f32 = (0..4)
-            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum();
-        (s - 2.0) * 3f32.sqrt()
-    }
-}
+use facegate_test_support::rng::SplitMix64 as Rng;
 
 /// Face-like data: shared mean + per-person offset + per-photo noise.
 struct Faces {
@@ -72,9 +55,9 @@ impl Faces {
     fn new(seed: u64, people: usize) -> Self {
         let mut rng = Rng(seed);
         let s = 1.0 / (DIM as f32).sqrt();
-        let mean: Vec<f32> = (0..DIM).map(|_| rng.gauss() * s).collect();
+        let mean: Vec<f32> = (0..DIM).map(|_| rng.normal() * s).collect();
         let centres = (0..people)
-            .map(|_| mean.iter().map(|m| m + rng.gauss() * s * 0.387).collect())
+            .map(|_| mean.iter().map(|m| m + rng.normal() * s * 0.387).collect())
             .collect();
         Faces { rng, centres }
     }
@@ -83,7 +66,7 @@ impl Faces {
         let c = (self.rng.next_u64() % self.centres.len() as u64) as usize;
         let v: Vec<f32> = self.centres[c]
             .iter()
-            .map(|x| x + self.rng.gauss() * s * 0.316)
+            .map(|x| x + self.rng.normal() * s * 0.316)
             .collect();
         index::normalize(&v).unwrap_or(v)
     }

@@ -944,31 +944,7 @@ mod tests {
         assert_eq!(ids, vec![format_uuid(1), format_uuid(3), format_uuid(5)]);
     }
 
-    /// SplitMix64, so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
-        }
-        /// Roughly normal (sum of uniforms), mean 0, variance 1.
-        fn gauss(&mut self) -> f32 {
-            let s: f32 = (0..4)
-                .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-                .sum();
-            (s - 2.0) * 3f32.sqrt()
-        }
-        fn gauss_vec(&mut self, dim: usize, sigma: f32) -> Vec<f32> {
-            (0..dim).map(|_| self.gauss() * sigma).collect()
-        }
-    }
+    use facegate_test_support::rng::SplitMix64 as Rng;
 
     fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
         a.iter().zip(b).map(|(x, y)| x + y).collect()
@@ -1043,14 +1019,14 @@ mod tests {
     /// (same person).
     fn clustered(rng: &mut Rng, dim: usize, people: usize, n: usize) -> Vec<Vec<f32>> {
         let s = 1.0 / (dim as f32).sqrt();
-        let mean = rng.gauss_vec(dim, s);
+        let mean = rng.normal_vector(dim, s);
         let centres: Vec<Vec<f32>> = (0..people)
-            .map(|_| add(&mean, &rng.gauss_vec(dim, s * 0.387)))
+            .map(|_| add(&mean, &rng.normal_vector(dim, s * 0.387)))
             .collect();
         (0..n)
             .map(|_| {
                 let c = &centres[rng.below(people)];
-                add(c, &rng.gauss_vec(dim, s * 0.316))
+                add(c, &rng.normal_vector(dim, s * 0.316))
             })
             .collect()
     }
@@ -1059,9 +1035,9 @@ mod tests {
     fn matches_naive_scan_on_random_data() {
         let mut rng = Rng(1);
         for dim in [1usize, 3, 17, 128, 130] {
-            let vs: Vec<_> = (0..2000).map(|_| rng.gauss_vec(dim, 1.0)).collect();
+            let vs: Vec<_> = (0..2000).map(|_| rng.normal_vector(dim, 1.0)).collect();
             let mut fx = Fixture::new(vs, &mut rng);
-            let qs: Vec<_> = (0..8).map(|_| rng.gauss_vec(dim, 1.0)).collect();
+            let qs: Vec<_> = (0..8).map(|_| rng.normal_vector(dim, 1.0)).collect();
             fx.check_all(&qs, &[1, 10, 100, 4096], &[-1.0, 0.0, 0.3]);
             fx.remove_some(&mut rng, 700);
             fx.check_all(&qs, &[1, 10, 4096], &[-1.0, 0.2]);
@@ -1086,19 +1062,19 @@ mod tests {
         // Differences far below the int8 step, plus exact duplicates under
         // distinct ids: everything hinges on the exact re-rank.
         let mut rng = Rng(3);
-        let base = rng.gauss_vec(128, 1.0);
+        let base = rng.normal_vector(128, 1.0);
         let mut vs = Vec::new();
         for _ in 0..1500 {
-            let v = add(&base, &rng.gauss_vec(128, 1e-4));
+            let v = add(&base, &rng.normal_vector(128, 1e-4));
             for _ in 0..1 + rng.below(3) {
                 vs.push(v.clone());
             }
         }
-        vs.extend((0..500).map(|_| rng.gauss_vec(128, 1.0)));
+        vs.extend((0..500).map(|_| rng.normal_vector(128, 1.0)));
         let fx = Fixture::new(vs, &mut rng);
         let qs = vec![
             base.clone(),
-            add(&base, &rng.gauss_vec(128, 1e-3)),
+            add(&base, &rng.normal_vector(128, 1e-3)),
             fx.rows[5].1.clone(),
         ];
         fx.check_all(&qs, &[1, 2, 10, 1000, 4096], &[-1.0, 0.99, 0.999_99]);
@@ -1115,18 +1091,18 @@ mod tests {
         // ceiling and falls back to exact scoring mid-scan, and ties must
         // still resolve by id across that fallback.
         let mut rng = Rng(4);
-        let base = rng.gauss_vec(128, 1.0);
+        let base = rng.normal_vector(128, 1.0);
         let mut vs = Vec::new();
         for i in 0..6000 {
             if i % 2 == 0 {
                 vs.push(base.clone());
             } else {
-                vs.push(add(&base, &rng.gauss_vec(128, 1e-5)));
+                vs.push(add(&base, &rng.normal_vector(128, 1e-5)));
             }
         }
-        vs.extend((0..2000).map(|_| rng.gauss_vec(128, 1.0)));
+        vs.extend((0..2000).map(|_| rng.normal_vector(128, 1.0)));
         let mut fx = Fixture::new(vs, &mut rng);
-        let qs = vec![base.clone(), add(&base, &rng.gauss_vec(128, 1e-2))];
+        let qs = vec![base.clone(), add(&base, &rng.normal_vector(128, 1e-2))];
         fx.check_all(&qs, &[1, 10, 100, 1000, 4096], &[-1.0, 0.999]);
         fx.remove_some(&mut rng, 3000);
         fx.check_all(&qs, &[1, 100, 4096], &[-1.0]);

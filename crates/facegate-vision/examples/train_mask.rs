@@ -262,24 +262,7 @@ fn write_cache(path: &Path, cache: &DetCache) -> Res<()> {
     Ok(())
 }
 
-/// Deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+use facegate_test_support::rng::SplitMix64 as Rng;
 
 struct Sample {
     x: Vec<f32>,
@@ -305,7 +288,7 @@ fn augmented_crop(
     low_res: bool,
     rng: &mut Rng,
 ) -> Res<RgbImage> {
-    let mut u = |lo: f32, hi: f32| lo + (hi - lo) * rng.uniform();
+    let mut u = |lo: f32, hi: f32| lo + (hi - lo) * rng.fraction();
     let eye = ((lm.right_eye.x - lm.left_eye.x).powi(2) + (lm.right_eye.y - lm.left_eye.y).powi(2))
         .sqrt()
         .max(1.0);
@@ -396,7 +379,7 @@ impl Model {
     fn new(hidden: usize, rng: &mut Rng) -> Self {
         let n = FEATURE_LEN;
         let mut uni = |k: usize, lim: f32| -> Vec<f32> {
-            (0..k).map(|_| (rng.uniform() * 2.0 - 1.0) * lim).collect()
+            (0..k).map(|_| (rng.fraction() * 2.0 - 1.0) * lim).collect()
         };
         if hidden == 0 {
             return Self {

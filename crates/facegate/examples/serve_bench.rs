@@ -38,8 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 // The end-to-end harness: PostgreSQL test databases, free ports.
-#[path = "../../facegate-server/tests/common/mod.rs"]
-mod common;
+use facegate_test_support::server as common;
 
 use base64::Engine as _;
 use common::{free_port, PgDatabase};

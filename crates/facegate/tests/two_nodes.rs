@@ -3,8 +3,7 @@
 //! serves; concurrent registrations on both are counted exactly; a key
 //! rotation reaches both while they serve.
 
-#[path = "../../facegate-server/tests/common/mod.rs"]
-mod common;
+use facegate_test_support::server as common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

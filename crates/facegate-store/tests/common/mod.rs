@@ -20,8 +20,6 @@ use facegate_store::{
 
 pub const MODEL: &str = "test-model-1";
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// A clock the test moves by hand.
 #[derive(Debug)]
 pub struct ManualClock(pub AtomicI64);
@@ -41,34 +39,8 @@ impl Clock for ManualClock {
     }
 }
 
-/// SplitMix64: a tiny deterministic generator, so failures reproduce.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    /// Uniform in [-1, 1).
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    pub fn vector(&mut self, dim: usize) -> Vec<f32> {
-        loop {
-            let v: Vec<f32> = (0..dim).map(|_| self.unit()).collect();
-            if v.iter().any(|x| *x != 0.0) {
-                return v;
-            }
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use facegate_test_support::rng::SplitMix64 as Rng;
 
 /// Which database a [`TestStore`] lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,32 +254,7 @@ fn sqlite_path(dir: &Path) -> PathBuf {
     dir.join("data").join("facegate.db")
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("FACEGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    format!("{host_part}/{db}{query}")
-}
-
-fn pg_connect(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is required for these tests and is not reachable at {url} ({e}); \
-             start one (see .ci/run) or set FACEGATE_TEST_POSTGRES_URL"
-        )
-    })
-}
+use facegate_test_support::pg::{admin_url as postgres_admin_url, connect as pg_connect, with_db};
 
 pub fn face(v: Vec<f32>) -> NewFace {
     NewFace {

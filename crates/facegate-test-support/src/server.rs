@@ -1,10 +1,9 @@
-//! Shared end-to-end harness: one real engine per test binary, real
-//! servers on 127.0.0.1:0 with temp data dirs, a small HTTP client, and
-//! loopback image servers.
+//! The end-to-end harness: one real engine per test binary, real servers
+//! on 127.0.0.1:0 with temp data dirs (SQLite, or a throwaway PostgreSQL
+//! database with `FACEGATE_TEST_BACKEND=postgres`), a small HTTP client,
+//! and loopback image servers.
 
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -34,29 +33,8 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("FACEGATE_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-models"))
-}
-
-pub fn asset(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("FACEGATE_TEST_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/test-assets"));
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("asset {name}: {e}"))
-}
-
-pub fn orl(person: u32, shot: u32) -> Vec<u8> {
-    let p = workspace().join(format!(
-        "../shared/datasets/orl_faces/images/s{person}/{shot}.png"
-    ));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+pub use crate::paths::{asset, model_dir, orl, workspace};
+pub use crate::pg::PgDatabase;
 
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -132,90 +110,21 @@ pub fn on_postgres() -> bool {
     }
 }
 
-/// A database created for one test and dropped (with its connections) when
-/// the last handle goes.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-/// Runs blocking PostgreSQL client work off the async runtime (the
-/// synchronous client refuses to run inside one).
-fn pg_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f)
-        .join()
-        .expect("PostgreSQL helper thread")
-}
-
-fn pg_admin(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is required for this run and is not reachable at {url} ({e}); \
-             start one (see .ci/run) or set FACEGATE_TEST_POSTGRES_URL"
-        )
-    })
-}
-
-impl PgDatabase {
-    /// A fresh database on the server at `FACEGATE_TEST_POSTGRES_URL`.
-    pub fn create() -> Arc<PgDatabase> {
-        Self::create_on(
-            &std::env::var("FACEGATE_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        )
-    }
-
-    /// A fresh database on the server whose admin URL is `admin_url`.
-    pub fn create_on(admin_url: &str) -> Arc<PgDatabase> {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let admin_url = admin_url.to_string();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+/// Every stored byte of the faces table of `db` (row text and raw columns).
+pub fn face_table_bytes(db: &PgDatabase) -> Vec<u8> {
+    let url = db.url.clone();
+    crate::pg::blocking(move || {
+        let mut out = Vec::new();
+        for row in crate::pg::connect(&url)
+            .query("SELECT nonce, ciphertext, f::text FROM faces f", &[])
             .unwrap()
-            .as_nanos();
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("facegate_e2e_{}_{seq}_{:x}", std::process::id(), nanos);
-        let (a, n) = (admin_url.clone(), name.clone());
-        pg_blocking(move || {
-            pg_admin(&a)
-                .batch_execute(&format!("CREATE DATABASE {n}"))
-                .unwrap()
-        });
-        let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
-        Arc::new(PgDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        })
-    }
-
-    /// Every stored byte of the faces table (row text and raw columns).
-    pub fn face_table_bytes(&self) -> Vec<u8> {
-        let url = self.url.clone();
-        pg_blocking(move || {
-            let mut out = Vec::new();
-            for row in pg_admin(&url)
-                .query("SELECT nonce, ciphertext, f::text FROM faces f", &[])
-                .unwrap()
-            {
-                out.extend_from_slice(row.get::<_, &[u8]>(0));
-                out.extend_from_slice(row.get::<_, &[u8]>(1));
-                out.extend_from_slice(row.get::<_, &str>(2).as_bytes());
-            }
-            out
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (a, n) = (self.admin_url.clone(), self.name.clone());
-        pg_blocking(move || {
-            let _ =
-                pg_admin(&a).batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"));
-        });
-    }
+        {
+            out.extend_from_slice(row.get::<_, &[u8]>(0));
+            out.extend_from_slice(row.get::<_, &[u8]>(1));
+            out.extend_from_slice(row.get::<_, &str>(2).as_bytes());
+        }
+        out
+    })
 }
 
 pub fn config_in(dir: &Path, setup: &Setup) -> Config {
@@ -275,7 +184,7 @@ impl TestServer {
     /// or the PostgreSQL faces table.
     pub fn stored_bytes(&self) -> Vec<u8> {
         if let Some(db) = &self.db {
-            return db.face_table_bytes();
+            return face_table_bytes(db);
         }
         let file = self.config.data_dir.join("facegate.db");
         let mut out = std::fs::read(&file).unwrap();

@@ -1,0 +1,7 @@
+//! facegate's shared test harness (never shipped; see README.md).
+
+pub mod paths;
+pub mod pg;
+pub mod rng;
+#[cfg(feature = "server")]
+pub mod server;

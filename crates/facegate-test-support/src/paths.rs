@@ -1,0 +1,39 @@
+//! Where tests find the workspace, the models and the test data.
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `dir` from the environment variable `var`, else `default` under the
+/// workspace.
+fn dir_from_env(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(default))
+}
+
+/// The provisioned models (`FACEGATE_MODEL_DIR`, else target/test-models).
+pub fn model_dir() -> PathBuf {
+    dir_from_env("FACEGATE_MODEL_DIR", "target/test-models")
+}
+
+/// A fetched test photo (`FACEGATE_TEST_ASSETS`, else target/test-assets).
+pub fn asset(name: &str) -> Vec<u8> {
+    let path = dir_from_env("FACEGATE_TEST_ASSETS", "target/test-assets").join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-test-assets.sh)", path.display()))
+}
+
+/// A development dataset under ../shared/datasets.
+pub fn dataset(name: &str) -> PathBuf {
+    workspace().join("../shared/datasets").join(name)
+}
+
+/// Photo `shot` (1-10) of person `person` (1-40) of the ORL faces.
+pub fn orl(person: u32, shot: u32) -> Vec<u8> {
+    let p = dataset("orl_faces").join(format!("images/s{person}/{shot}.png"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}

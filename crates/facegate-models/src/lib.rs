@@ -2,6 +2,8 @@
 //! code and turned into ONNX (neural networks) or a facegate-owned format
 //! (the landmark regression trees).
 
+#![warn(missing_docs)]
+
 pub mod dlib;
 pub mod minifasnet;
 pub mod provision;

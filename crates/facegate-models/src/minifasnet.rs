@@ -40,8 +40,11 @@ pub enum MiniFasNetError {
     /// A tensor has a shape that does not fit its place in the network.
     #[error("tensor {name} has shape {got:?}, expected {expected}")]
     Shape {
+        /// State-dict key of the tensor.
         name: String,
+        /// Its shape in the file.
         got: Vec<usize>,
+        /// The shape the architecture needs there, as text.
         expected: String,
     },
     /// The state dict holds a tensor the converter would silently drop.

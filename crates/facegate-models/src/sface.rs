@@ -53,6 +53,7 @@ pub const EMBEDDING_DIM: usize = 128;
 /// Why the SFace file could not be converted.
 #[derive(Debug, thiserror::Error)]
 pub enum SfaceError {
+    /// The file is not a decodable ONNX model.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
     /// The file uses something the converter does not reproduce exactly.
@@ -76,6 +77,7 @@ fn malformed(msg: impl Into<String>) -> SfaceError {
 /// The converted model and what the conversion did.
 #[derive(Debug, Clone)]
 pub struct Converted {
+    /// The fp32 model, ready to encode.
     pub model: ModelProto,
     /// `DequantizeLinear` nodes evaluated into fp32 initializers.
     pub dequantized: usize,

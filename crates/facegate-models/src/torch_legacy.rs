@@ -45,13 +45,28 @@ pub enum TorchError {
     PickleProtocol(u8),
     /// An opcode outside the subset `torch.save` uses for state dicts.
     #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset}")]
-    UnsupportedOpcode { opcode: u8, offset: usize },
+    UnsupportedOpcode {
+        /// The opcode byte.
+        opcode: u8,
+        /// Its byte offset in the file.
+        offset: usize,
+    },
     /// A class or function other than the four a state dict needs.
     #[error("unsupported global {module}.{name}")]
-    UnsupportedGlobal { module: String, name: String },
+    UnsupportedGlobal {
+        /// The module the pickle names.
+        module: String,
+        /// The class or function within it.
+        name: String,
+    },
     /// A structurally invalid pickle (bad stack, wrong types, …).
     #[error("malformed pickle at byte {offset}: {reason}")]
-    Malformed { offset: usize, reason: &'static str },
+    Malformed {
+        /// Byte offset of the opcode that failed.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// A stack, memo or object-count cap was hit.
     #[error("pickle exceeds the reader's limits: {0}")]
     Limit(&'static str),
@@ -60,7 +75,12 @@ pub enum TorchError {
     SysInfo(&'static str),
     /// A tensor view that is not a dense float32 slice of its storage.
     #[error("tensor {name}: {reason}")]
-    BadTensor { name: String, reason: String },
+    BadTensor {
+        /// State-dict key of the tensor.
+        name: String,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// A raw storage that disagrees with the pickled metadata.
     #[error("storage {0}: {1}")]
     BadStorage(String, &'static str),

@@ -23,13 +23,16 @@ pub struct Reader<'a> {
 /// A dlib DNN tensor (`resizable_tensor`): NCHW dims and its data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// `[n, k, nr, nc]`, dlib's names for N, C, H, W.
     pub dims: [u64; 4],
+    /// The elements, row-major in `dims` order.
     pub data: Vec<f32>,
 }
 
 /// The shape of a dlib `alias_tensor` (a view into a layer's parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AliasTensor {
+    /// `[n, k, nr, nc]`, dlib's names for N, C, H, W.
     pub dims: [u64; 4],
 }
 
@@ -41,6 +44,7 @@ impl AliasTensor {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader positioned at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }

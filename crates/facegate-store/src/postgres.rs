@@ -1004,7 +1004,7 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
 }
 
 /// Owns the listener thread; dropping it stops the thread (within about
-/// [`POLL`]) and waits for it.
+/// 100 ms, the poll interval) and waits for it.
 #[derive(Debug)]
 pub struct ListenerHandle {
     stop: Arc<AtomicBool>,

@@ -300,6 +300,16 @@ pub async fn try_send(
     })
 }
 
+/// The face ids of a registration's answer.
+pub fn face_ids(v: &Value) -> Vec<String> {
+    v["data"]["addedFaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["faceId"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn code(v: &Value) -> i64 {
     v["header"]["resultCode"].as_i64().expect("resultCode")
 }

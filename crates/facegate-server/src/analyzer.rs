@@ -60,6 +60,11 @@ pub trait FaceAnalyzer: Send + Sync {
     /// first.
     fn models(&self) -> Vec<String>;
 
+    /// The inference runtime in use (a short fixed name, for monitoring).
+    fn runtime(&self) -> &'static str {
+        "unknown"
+    }
+
     /// Maps a cosine similarity of two embeddings of `model` to the API's
     /// 0-100 scale (monotonic; each model has its own calibration).
     fn similarity(&self, model: &str, cosine: f32) -> f32;

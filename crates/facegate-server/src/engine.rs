@@ -118,6 +118,10 @@ impl FaceAnalyzer for Engine {
             .collect()
     }
 
+    fn runtime(&self) -> &'static str {
+        self.backend().name()
+    }
+
     fn similarity(&self, model: &str, cosine: f32) -> f32 {
         calibration_of(model).similarity(cosine)
     }

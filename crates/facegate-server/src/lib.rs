@@ -7,7 +7,8 @@
 //! [`service`] runs one use case each against the [`analyzer`] port (the
 //! vision engine, adapted in [`engine`]) and the store, and the surface
 //! formats the result. [`operator`] holds the config, tenants and keys;
-//! [`startup`] wires everything together.
+//! [`startup`] wires everything together; [`telemetry`] names the metrics
+//! and redacts tenants in audit lines.
 
 pub mod analyzer;
 pub mod connections;
@@ -17,14 +18,15 @@ pub mod operator;
 pub mod service;
 pub mod startup;
 pub mod surfaces;
+pub mod telemetry;
 
 pub use analyzer::FaceAnalyzer;
 pub use error::{ConfigError, ServerError, ServiceError};
 /// The embedding models (`default_model` in the config).
 pub use facegate_vision::Embedder;
 pub use operator::config::{
-    default_config_path, load_or_init, load_or_init_at, resolve, Config, LoadedConfig, RuntimeKind,
-    TenantConfig,
+    default_config_path, load_or_init, load_or_init_at, resolve, Config, LoadedConfig, LogFormat,
+    RuntimeKind, TenantConfig,
 };
 pub use operator::keys::rotate_keys;
 pub use operator::tenants::{add_tenant, list_tenants, remove_tenant, Tenants};
@@ -32,4 +34,4 @@ pub use operator::{config, keys, tenants};
 pub use service::{Service, ServiceOptions};
 pub use startup::{serve, start, RunningServer, StartOptions};
 pub use surfaces::nhn_common::NhnCode;
-pub use surfaces::{router, AppState, Readiness};
+pub use surfaces::{router, router_with, AppState, Readiness};

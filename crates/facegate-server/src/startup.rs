@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::connections;
 use crate::error::ServerError;
 use crate::service::{Service, ServiceOptions};
-use crate::surfaces::{router, AppState};
+use crate::surfaces::{router_with, scrape, AppState};
 use crate::tenants::Tenants;
 
 /// Knobs that are not in the config file (tests shorten them).
@@ -46,12 +46,28 @@ pub struct RunningServer {
     state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Option<MetricsListener>,
 }
+
+/// The `metrics_listen` listener, serving `/metrics` only.
+struct MetricsListener {
+    addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Scrapers are few: the metrics listener's connection cap.
+const METRICS_MAX_CONNECTIONS: usize = 16;
 
 impl RunningServer {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Waits until models are loaded (or start-up failed).
@@ -63,6 +79,13 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(m) = self.metrics.take() {
+            let _ = m.shutdown.send(());
+            // Scrapes are short; its failure must not hide the main one's.
+            if let Ok(Err(e)) = m.task.await {
+                tracing::warn!(error = %e, "metrics listener failed");
+            }
         }
         (&mut self.task)
             .await
@@ -242,6 +265,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
         context: "reading the bound address".into(),
         source: e,
     })?;
+    let metrics_listener = match &config.metrics_listen {
+        Some(at) => Some(bind(at).await?),
+        None => None,
+    };
     let state = AppState::new(Tenants::new(config.tenants.clone()));
     let init_state = state.clone();
     tokio::spawn(async move {
@@ -259,17 +286,50 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
         }
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state.clone());
+    let app = router_with(state.clone(), metrics_listener.is_none());
     let task = tokio::spawn(connections::serve(listener, app, limits, async {
         let _ = rx.await;
     }));
     tracing::info!(%addr, "listening");
+    let metrics = metrics_listener.map(|(listener, addr)| {
+        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+        let limits = connections::ConnectionLimits {
+            max_connections: limits.max_connections.min(METRICS_MAX_CONNECTIONS),
+            ..limits
+        };
+        let app = scrape::router(state.clone());
+        let task = tokio::spawn(connections::serve(listener, app, limits, async {
+            let _ = rx.await;
+        }));
+        tracing::info!(%addr, "serving /metrics");
+        MetricsListener {
+            addr,
+            shutdown,
+            task,
+        }
+    });
     Ok(RunningServer {
         addr,
         state,
         shutdown: Some(tx),
         task,
+        metrics,
     })
+}
+
+/// Binds a listener on `at` and reads back its address.
+async fn bind(at: &str) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| ServerError::Io {
+            context: format!("binding {at}"),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Io {
+        context: "reading the bound address".into(),
+        source: e,
+    })?;
+    Ok((listener, addr))
 }
 
 async fn shutdown_signal() {

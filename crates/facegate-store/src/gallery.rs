@@ -498,6 +498,25 @@ impl Gallery {
         self.listener.is_some()
     }
 
+    /// Whether the change listener is connected; `None` when there is none
+    /// (SQLite).
+    pub fn listener_connected(&self) -> Option<bool> {
+        self.listener.as_ref().map(ListenerHandle::is_connected)
+    }
+
+    /// Groups and faces held, all tenants together (from the in-memory
+    /// indexes: no database round-trip).
+    pub fn totals(&self) -> (u64, u64) {
+        let slots = read(&self.slots);
+        let mut groups = 0u64;
+        let mut faces = 0u64;
+        for slot in slots.values().flat_map(|g| g.values()) {
+            groups += 1;
+            faces += read(&slot.index).len() as u64;
+        }
+        (groups, faces)
+    }
+
     /// Reloads one group's index from the store (creating or dropping it
     /// as the store says). The change listener calls this; it is public for
     /// operators and tests.

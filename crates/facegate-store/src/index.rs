@@ -451,8 +451,6 @@ fn kth_lo(kept: &mut [Bounded], k: usize) -> f32 {
 }
 
 impl GroupIndex {
-    // Used by tests and the search_bench example, not by the gallery.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Number of faces held.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()

@@ -911,20 +911,23 @@ impl ChangeListener {
     /// particular order) until the returned handle is dropped.
     pub fn spawn(self, on_change: impl FnMut(Change) + Send + 'static) -> Result<ListenerHandle> {
         let stop = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(AtomicBool::new(true));
         let thread = std::thread::Builder::new()
             .name("facegate-pg-listen".into())
             .spawn({
                 let stop = stop.clone();
-                move || self.run(&stop, on_change)
+                let connected = connected.clone();
+                move || self.run(&stop, &connected, on_change)
             })
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         Ok(ListenerHandle {
             stop,
+            connected,
             thread: Some(thread),
         })
     }
 
-    fn run(self, stop: &AtomicBool, mut on_change: impl FnMut(Change)) {
+    fn run(self, stop: &AtomicBool, connected: &AtomicBool, mut on_change: impl FnMut(Change)) {
         let ChangeListener { config, client } = self;
         let mut client = Some(client);
         let mut backoff = BACKOFF.0;
@@ -935,6 +938,7 @@ impl ChangeListener {
                     Ok(c) => {
                         tracing::info!("change listener reconnected; reloading every index");
                         client = Some(c);
+                        connected.store(true, Ordering::SeqCst);
                         backoff = BACKOFF.0;
                         last_ping = Instant::now();
                         // Whatever was announced while disconnected is lost.
@@ -962,6 +966,7 @@ impl ChangeListener {
             }
             if lost || c.is_closed() {
                 tracing::warn!("change listener lost its connection; reconnecting");
+                connected.store(false, Ordering::SeqCst);
                 client = None;
             }
         }
@@ -1008,7 +1013,16 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
 #[derive(Debug)]
 pub struct ListenerHandle {
     stop: Arc<AtomicBool>,
+    connected: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl ListenerHandle {
+    /// Whether the listener holds a working connection (false from a lost
+    /// connection until it is back).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for ListenerHandle {

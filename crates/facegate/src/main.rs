@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use facegate_core::SpoofCondition;
 use facegate_models::provision::{self, InstallOptions};
-use facegate_server::config::{resolve, TenantConfig};
+use facegate_server::config::{resolve, LogFormat, TenantConfig};
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -133,18 +133,30 @@ impl From<Condition> for SpoofCondition {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     // FACEGATE_LOG=debug|info|warn|error; info by default.
     let level = std::env::var("FACEGATE_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
         // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // One object per line, the event's fields at the top level and
+        // the request span's (request id, method, route) under "span".
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_ansi(false)
+            .try_init(),
+    };
 }
 
 fn print_tenant_keys(t: &TenantConfig) {
@@ -192,8 +204,8 @@ fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf, Box<dyn std::error:
 }
 
 fn serve(config: Option<PathBuf>) -> CmdResult {
-    init_logging();
     let loaded = facegate_server::load_or_init(config.as_deref())?;
+    init_logging(loaded.config.log_format);
     if let Some(t) = &loaded.created_tenant {
         announce_first_start(&loaded.path, t, std::io::stdout().is_terminal());
     }

@@ -463,6 +463,134 @@ fn the_log_names_routes_never_app_keys() {
     assert!(!out.contains('\u{1b}'), "{out}");
 }
 
+fn post_json(port: u16, path: &str, body: &str) -> String {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nx-nhn-apikey: {FACE_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        Duration::from_secs(30),
+    )
+    .unwrap()
+}
+
+fn delete(port: u16, path: &str) -> String {
+    http(
+        port,
+        &format!(
+            "DELETE {path} HTTP/1.1\r\nHost: x\r\nx-nhn-apikey: {FACE_KEY}\r\nConnection: close\r\n\r\n"
+        ),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_with_request_fields_audit_lines_and_no_app_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, port) = write_config(&tmp.path().join("data"), "log_format = \"json\"");
+    let mut child = serve(&[], &config);
+    wait_ready(&mut child, port);
+    let base = format!("/nhn-face-reco/v1.0/appkeys/{APP}");
+    let r = post_json(port, &format!("{base}/groups"), "{\"groupId\":\"g-json\"}");
+    assert!(r.contains("\"resultCode\":0"), "{r}");
+    let image = format!(
+        "{{\"image\":{{\"bytes\":\"{}\"}},\"limit\":3}}",
+        b64(&asset("t1.jpg"))
+    );
+    let r = post_json(port, &format!("{base}/groups/g-json"), &image);
+    assert!(r.contains("\"addedFaceCount\":3"), "{r}");
+    let r = get(
+        port,
+        &format!("{base}/groups/g-json"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(r.contains("\"resultCode\":0"), "{r}");
+    let r = delete(port, &format!("{base}/groups/g-json"));
+    assert!(r.contains("\"resultCode\":0"), "{r}");
+    get(
+        port,
+        "/nhn-face-reco/v1.0/appkeys/SECRETONE/groups?limit=1",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30))
+        .expect("exit")
+        .success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains(APP), "{err}");
+    assert!(!err.contains("SECRET"), "{err}");
+    assert!(!err.contains(FACE_KEY), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(v.is_object(), "{l}");
+            assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+            v
+        })
+        .collect();
+    // The get-group request's line.
+    let handled = lines
+        .iter()
+        .find(|v| {
+            v["message"] == "handled"
+                && v["route"] == "/nhn-face-reco/v1.0/appkeys/{app_key}/groups/{group_id}"
+                && v["method"] == "GET"
+        })
+        .unwrap_or_else(|| panic!("no request line: {err}"));
+    assert!(
+        handled["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16),
+        "{handled}"
+    );
+    assert_eq!(handled["status"], 200, "{handled}");
+    assert_eq!(handled["result_code"], 0, "{handled}");
+    assert!(handled["elapsed_ms"].is_u64(), "{handled}");
+    // An unknown appKey: its result code, and the template in place of it.
+    assert!(
+        lines.iter().any(|v| v["message"] == "handled"
+            && v["route"] == "/nhn-face-reco/v1.0/appkeys/{app_key}/groups"
+            && v["result_code"] == -41000),
+        "{err}"
+    );
+    // One audit line per change, the tenant as a digest, inside its
+    // request's span.
+    let audits: Vec<&serde_json::Value> = lines.iter().filter(|v| v["target"] == "audit").collect();
+    let actions: Vec<(&str, u64)> = audits
+        .iter()
+        .map(|v| (v["action"].as_str().unwrap(), v["faces"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("create_group", 0), ("register", 3), ("delete_group", 3)],
+        "{err}"
+    );
+    for a in &audits {
+        assert_eq!(a["group_id"], "g-json", "{a}");
+        assert!(
+            a["tenant"].as_str().is_some_and(|t| t.starts_with("t-")),
+            "{a}"
+        );
+        assert!(a["span"]["request_id"].is_string(), "{a}");
+    }
+    let tenant = audits[0]["tenant"].clone();
+    assert!(audits.iter().all(|a| a["tenant"] == tenant));
+}
+
 /// Peak resident memory of a process (VmHWM), bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

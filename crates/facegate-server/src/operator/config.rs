@@ -46,6 +46,8 @@ const SCALAR_KEYS: &[&str] = &[
     "store_timeout_secs",
     "decode_memory_bytes",
     "default_model",
+    "metrics_listen",
+    "log_format",
 ];
 
 /// `FACEGATE_*` variables that are not config keys but are read by the
@@ -60,6 +62,23 @@ pub const TEST_ENV_PREFIX: &str = "FACEGATE_TEST_";
 
 /// Which inference runtime to use (`runtime = "auto"`).
 pub use facegate_core::RuntimeKind;
+
+/// How `facegate serve` writes its log to stderr (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn is_text(&self) -> bool {
+        *self == LogFormat::Text
+    }
+}
 
 /// One tenant: an appKey and the three API keys that authenticate it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +177,13 @@ pub struct Config {
     /// from available memory.
     #[serde(default)]
     pub decode_memory_bytes: u64,
+    /// Serve `/metrics` on this address only (not on `listen`); unset: on
+    /// `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    /// `text` or `json` lines on stderr.
+    #[serde(default, skip_serializing_if = "LogFormat::is_text")]
+    pub log_format: LogFormat,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -216,6 +242,8 @@ impl Default for Config {
             max_connections: 0,
             store_timeout_secs: default_store_timeout(),
             decode_memory_bytes: 0,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
             tenants: Vec::new(),
         }
     }
@@ -295,9 +323,19 @@ impl Config {
     /// Checks what serde cannot: a parseable listen address, sane quota,
     /// non-empty and unique tenant keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+        let listen = self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
             ConfigError::Invalid(format!("listen {:?} is not ip:port", self.listen))
         })?;
+        if let Some(metrics) = &self.metrics_listen {
+            let addr = metrics.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!("metrics_listen {metrics:?} is not ip:port"))
+            })?;
+            if addr == listen && addr.port() != 0 {
+                return Err(ConfigError::Invalid(
+                    "metrics_listen must differ from listen".into(),
+                ));
+            }
+        }
         if self.max_image_pixels == 0 {
             return Err(ConfigError::Invalid(
                 "max_image_pixels must be at least 1".into(),
@@ -739,6 +777,34 @@ argos_api_key = "c"
         assert!(again.created_tenant.is_none(), "keys are shown once");
         assert_eq!(again.config.tenants, vec![tenant]);
         assert!(load_or_init_at(Some(&dir.path().join("missing.toml")), &path).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_and_log_format() {
+        let c = Config::from_toml_str("", &no_env).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let text = "metrics_listen = \"127.0.0.1:9100\"\nlog_format = \"json\"";
+        let c = Config::from_toml_str(text, &no_env).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let back = Config::from_toml_str(&c.to_toml_string().unwrap(), &no_env).unwrap();
+        assert_eq!(c, back);
+        let env = |k: &str| match k {
+            "FACEGATE_METRICS_LISTEN" => Some("0.0.0.0:9200".to_string()),
+            "FACEGATE_LOG_FORMAT" => Some("text".to_string()),
+            _ => None,
+        };
+        let c = Config::from_toml_str(text, &env).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("0.0.0.0:9200"));
+        assert_eq!(c.log_format, LogFormat::Text);
+        for bad in [
+            "log_format = \"xml\"",
+            "metrics_listen = \"metrics\"",
+            "listen = \"127.0.0.1:9100\"\nmetrics_listen = \"127.0.0.1:9100\"",
+        ] {
+            assert!(Config::from_toml_str(bad, &no_env).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,8 +4,8 @@ use facegate_core::Face;
 use facegate_store::{AddFacesOutcome, FaceRecord, NewFace, NewFaces, Page, PageRequest};
 
 use super::{
-    check_range, take_embedding, FaceOptions, FaceRef, GroupRef, ImageInput, Result, Service,
-    MAX_REGISTER_LIMIT,
+    audit, check_range, take_embedding, FaceOptions, FaceRef, GroupRef, ImageInput, Result,
+    Service, MAX_REGISTER_LIMIT,
 };
 use crate::error::{ImageRole, ServiceError};
 
@@ -87,10 +87,11 @@ impl Service {
         let AddFacesOutcome {
             added, not_added, ..
         } = self
-            .group_store(group, move |gal, t, g| {
+            .group_store("add_faces", group, move |gal, t, g| {
                 gal.add_faces(t, g, new_faces, quota)
             })
             .await?;
+        audit("register", group, added.len() as u64);
         let quota_partial = !not_added.is_empty();
         let mut faces = faces.into_iter().map(|mut f| {
             f.embedding = None;
@@ -110,8 +111,12 @@ impl Service {
     /// Deletes one face.
     pub async fn delete_face(&self, face: &FaceRef) -> Result<()> {
         let id = face.face_id.clone();
-        self.group_store(&face.group, move |gal, t, g| gal.delete_face(t, g, &id))
-            .await
+        self.group_store("delete_face", &face.group, move |gal, t, g| {
+            gal.delete_face(t, g, &id)
+        })
+        .await?;
+        audit("delete_face", &face.group, 1);
+        Ok(())
     }
 
     /// One page of a group's faces, newest first, with the group's model
@@ -121,7 +126,7 @@ impl Service {
         group: &GroupRef,
         page: PageRequest,
     ) -> Result<(String, Page<FaceRecord>)> {
-        self.group_store(group, move |gal, t, g| {
+        self.group_store("list_faces", group, move |gal, t, g| {
             let info = gal.get_group(t, g)?;
             let page = gal.list_faces(t, g, &page)?;
             Ok((info.model_version, page))

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use facegate_image::{
     decode, decode_base64, inspect, DecodeBudget, FetchPolicy, ImageError, Limits, RgbImage,
@@ -17,6 +17,7 @@ use facegate_image::{
 use tokio::sync::Semaphore;
 
 use crate::error::{ImageRole, ServiceError};
+use crate::telemetry;
 
 /// How long a request waits for decode memory before the overload answer.
 pub const DECODE_WAIT: Duration = Duration::from_secs(3);
@@ -116,6 +117,11 @@ impl ImageAdmission {
         self.decoded.load(Ordering::SeqCst)
     }
 
+    /// Decode memory reserved right now, and the whole budget, in bytes.
+    pub(crate) fn decode_memory(&self) -> (u64, u64) {
+        (self.decode_budget.in_use(), self.decode_budget.total())
+    }
+
     /// Runs CPU-heavy work on the blocking pool, at most `cpu_slots` at once.
     async fn cpu<T: Send + 'static>(
         &self,
@@ -139,10 +145,15 @@ impl ImageAdmission {
     /// the network is slow); other inputs pass through.
     async fn fetch(&self, input: ImageInput, role: ImageRole) -> Result<ImageInput, ServiceError> {
         match input {
-            ImageInput::Url(url) => facegate_image::fetch(&url, &self.fetch)
-                .await
-                .map(ImageInput::Bytes)
-                .map_err(|source| ServiceError::Image { role, source }),
+            ImageInput::Url(url) => {
+                let started = Instant::now();
+                let fetched = facegate_image::fetch(&url, &self.fetch).await;
+                metrics::histogram!(telemetry::FETCH_DURATION)
+                    .record(telemetry::seconds_since(started));
+                fetched
+                    .map(ImageInput::Bytes)
+                    .map_err(|source| ServiceError::Image { role, source })
+            }
             other => Ok(other),
         }
     }
@@ -176,18 +187,31 @@ impl ImageAdmission {
         .await
         .map_err(|e| ServiceError::Internal(format!("worker failed: {e}")))?
         .map_err(image_error)?;
+        let waiting = telemetry::Waiting::start();
+        let started = Instant::now();
         let permit = self
             .decode_budget
             .reserve(info.decode_bytes, DECODE_WAIT)
-            .await
-            .map_err(image_error)?;
+            .await;
+        drop(waiting);
+        metrics::histogram!(telemetry::DECODE_WAIT).record(telemetry::seconds_since(started));
+        let outcome = match &permit {
+            Ok(_) => "admitted",
+            Err(ImageError::Busy { .. }) => "busy",
+            Err(_) => "over_budget",
+        };
+        metrics::counter!(telemetry::DECODE_ADMISSIONS, "outcome" => outcome).increment(1);
+        let permit = permit.map_err(image_error)?;
         let live = self.decoded.clone();
         self.cpu(move || {
             // Declared first so they are dropped after the image.
             let _permit = permit;
             let _counted = DecodedImage::count(&live);
-            let image = decode(&bytes, &limits).map_err(image_error)?;
-            work(&image)
+            let started = Instant::now();
+            let image = decode(&bytes, &limits).map_err(image_error);
+            metrics::histogram!(telemetry::DECODE_DURATION)
+                .record(telemetry::seconds_since(started));
+            work(&image?)
         })
         .await?
     }

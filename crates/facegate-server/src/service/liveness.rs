@@ -47,7 +47,14 @@ impl Service {
                             height: h,
                         });
                     }
-                    Ok(analyzer.spoof_aligned(crop, condition)?)
+                    let started = std::time::Instant::now();
+                    let verdict = analyzer.spoof_aligned(crop, condition);
+                    metrics::histogram!(
+                        crate::telemetry::ANALYSIS_DURATION,
+                        "operation" => "spoof_aligned"
+                    )
+                    .record(crate::telemetry::seconds_since(started));
+                    Ok(verdict?)
                 })
                 .await?;
             return Ok(SpoofingOutcome::Aligned(verdict));

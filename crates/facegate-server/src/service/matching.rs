@@ -89,7 +89,7 @@ impl Service {
         // filter is applied on the reported value below.
         let min_cos = self.analyzer.cosine_for_similarity(model, threshold) - 1e-4;
         let hits = self
-            .group_store(group, move |gal, t, g| {
+            .group_store("search", group, move |gal, t, g| {
                 gal.search(t, g, &query, limit, min_cos, exclude.as_deref())
             })
             .await?;
@@ -114,7 +114,9 @@ impl Service {
         self.ensure_model_runs(&face.group, &model)?;
         let id = face.face_id.clone();
         let query = self
-            .group_store(&face.group, move |gal, t, g| gal.embedding_of(t, g, &id))
+            .group_store("embedding_of", &face.group, move |gal, t, g| {
+                gal.embedding_of(t, g, &id)
+            })
             .await?;
         self.search_embedding(
             &model,
@@ -199,7 +201,7 @@ impl Service {
     ) -> Result<VerifyOutcome> {
         let id = face.face_id.clone();
         let (record, registered) = self
-            .group_store(&face.group, move |gal, t, g| {
+            .group_store("get_face", &face.group, move |gal, t, g| {
                 Ok((gal.get_face(t, g, &id)?, gal.embedding_of(t, g, &id)?))
             })
             .await?;

@@ -18,6 +18,7 @@ mod matching;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use facegate_core::{Face, SpoofCondition};
 use facegate_image::{FetchPolicy, Limits};
@@ -25,6 +26,7 @@ use facegate_store::{FaceRecord, Gallery, StoreError};
 
 use crate::analyzer::{AnalyzeRequest, FaceAnalyzer};
 use crate::error::{ImageRole, ServiceError};
+use crate::telemetry;
 pub use faces::{RegisterOutcome, RegisterRequest};
 use images::ImageAdmission;
 pub use images::{ImageInput, DECODE_WAIT};
@@ -173,6 +175,27 @@ impl Default for ServiceOptions {
     }
 }
 
+/// What `/metrics` samples from a running service: cheap, in-memory reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Groups held, all tenants.
+    pub groups: u64,
+    /// Faces held, all tenants and groups.
+    pub faces: u64,
+    /// The PostgreSQL change listener's state; `None` on SQLite.
+    pub listener_connected: Option<bool>,
+    /// Decode memory reserved right now, bytes.
+    pub decode_in_use: u64,
+    /// The decode memory budget, bytes.
+    pub decode_budget: u64,
+    /// Decoded images in memory right now.
+    pub decoded_images: usize,
+    /// The inference runtime.
+    pub runtime: &'static str,
+    /// The embedding models loaded.
+    pub models: Vec<String>,
+}
+
 /// The service: an analyzer, a gallery and the rules between them.
 pub struct Service {
     analyzer: Arc<dyn FaceAnalyzer>,
@@ -213,11 +236,7 @@ impl Service {
         Service {
             analyzer,
             gallery,
-            images: ImageAdmission::new(
-                options.fetch.clone(),
-                options.cpu_slots,
-                options.decode_budget,
-            ),
+            images: ImageAdmission::new(options.fetch, options.cpu_slots, options.decode_budget),
             options,
         }
     }
@@ -226,6 +245,22 @@ impl Service {
     /// however many requests are waiting (for tests and monitoring).
     pub fn decoded_images(&self) -> usize {
         self.images.decoded_images()
+    }
+
+    /// Totals, memory and engine state for monitoring.
+    pub fn stats(&self) -> ServiceStats {
+        let (groups, faces) = self.gallery.totals();
+        let (decode_in_use, decode_budget) = self.images.decode_memory();
+        ServiceStats {
+            groups,
+            faces,
+            listener_connected: self.gallery.listener_connected(),
+            decode_in_use,
+            decode_budget,
+            decoded_images: self.images.decoded_images(),
+            runtime: self.analyzer.runtime(),
+            models: self.analyzer.models(),
+        }
     }
 
     /// The gallery (for key rotation and tests).
@@ -256,27 +291,32 @@ impl Service {
         }
     }
 
-    /// Runs a (blocking) gallery call off the async threads.
+    /// Runs a (blocking) gallery call off the async threads; its latency
+    /// and failures are recorded under `operation`.
     async fn store<T: Send + 'static>(
         &self,
+        operation: &'static str,
         f: impl FnOnce(&Gallery) -> facegate_store::Result<T> + Send + 'static,
     ) -> Result<T> {
         let g = self.gallery.clone();
-        tokio::task::spawn_blocking(move || f(&g))
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || f(&g))
             .await
-            .map_err(|e| ServiceError::Internal(format!("store worker failed: {e}")))?
-            .map_err(ServiceError::from)
+            .map_err(|e| ServiceError::Internal(format!("store worker failed: {e}")))?;
+        telemetry::store_call(operation, started, &result);
+        result.map_err(ServiceError::from)
     }
 
     /// A gallery call on a group that must exist (every group route but
     /// create-group): a malformed group id is a group not found.
     async fn group_store<T: Send + 'static>(
         &self,
+        operation: &'static str,
         group: &GroupRef,
         f: impl FnOnce(&Gallery, &str, &str) -> facegate_store::Result<T> + Send + 'static,
     ) -> Result<T> {
         let g = group.clone();
-        self.store(move |gal| f(gal, &g.tenant, &g.group_id))
+        self.store(operation, move |gal| f(gal, &g.tenant, &g.group_id))
             .await
             .map_err(in_existing_group)
     }
@@ -294,11 +334,11 @@ impl Service {
         self.images
             .with_image(input, role, self.options.limits, move |image| {
                 let (w, h) = image.dimensions();
-                Ok(analyzer
-                    .analyze(image, &request)?
-                    .iter()
-                    .map(|f| f.fractions_of(w, h))
-                    .collect())
+                let started = Instant::now();
+                let faces = analyzer.analyze(image, &request);
+                metrics::histogram!(telemetry::ANALYSIS_DURATION, "operation" => "analyze")
+                    .record(telemetry::seconds_since(started));
+                Ok(faces?.iter().map(|f| f.fractions_of(w, h)).collect())
             })
             .await
     }
@@ -315,6 +355,20 @@ impl Service {
         let cos = facegate_store::cosine_similarity(a, b)?;
         Ok(self.analyzer.similarity(model, cos).clamp(0.0, 100.0))
     }
+}
+
+/// One audit line (target `audit`) for a change to a tenant's data: the
+/// tenant as [`telemetry::tenant_tag`], the group id and how many faces
+/// the change concerned; never images, vectors or the appKey.
+fn audit(action: &'static str, group: &GroupRef, faces: u64) {
+    tracing::info!(
+        target: "audit",
+        action,
+        tenant = %telemetry::tenant_tag(&group.tenant),
+        group_id = %group.group_id,
+        faces,
+        "audit"
+    );
 }
 
 /// A face's embedding, which the request asked the analyzer for.

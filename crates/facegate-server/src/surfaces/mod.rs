@@ -12,13 +12,14 @@ pub mod limits;
 pub mod nhn_common;
 pub mod nhn_liveness;
 pub mod nhn_reco;
+pub mod scrape;
 pub mod state;
 
 use std::any::Any;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,6 +29,7 @@ use tracing::Instrument;
 
 use crate::connections::Admission;
 use crate::error::ServiceError;
+use crate::telemetry;
 use limits::{body_limit, too_large, BODY_LIMIT, MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_LEN};
 pub use state::{new_id, AppState, Readiness};
 
@@ -88,19 +90,56 @@ fn refuse_early(req: &Request) -> Option<(StatusCode, ServiceError)> {
     None
 }
 
-/// Request id, one structured log line per request (method, route, status,
-/// latency; never headers or bodies, which carry keys and images).
+/// Which product a path belongs to (the `surface` label of metrics).
+fn surface_of(path: &str) -> &'static str {
+    if path.starts_with("/nhn-face-reco/") {
+        "nhn_reco"
+    } else if path.starts_with("/v1.0/") {
+        "nhn_liveness"
+    } else if path.starts_with("/modules/") {
+        "argos"
+    } else if path == "/healthz" || path == "/readyz" {
+        "health"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    }
+}
+
+/// The `method` label: the methods the routes use, anything else `other`
+/// (a client may send any token as a method; labels stay bounded).
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
+}
+
+/// Request id, one structured log line per request (request id, method,
+/// route, status, result code, latency; never headers or bodies, which
+/// carry keys and images), and the request metrics.
 ///
 /// The route logged is the matched template (`.../appkeys/{app_key}/...`),
 /// never the raw path: a raw path can smuggle an appKey past any pattern
-/// (`/appkeys/x/../KEY/...`). Unmatched paths are logged as such.
+/// (`/appkeys/x/../KEY/...`). Unmatched paths are logged as such. The
+/// result code is the NHN `resultCode` where the surface has one, else the
+/// HTTP status.
 async fn request_context(req: Request, next: Next) -> Response {
     let id = new_id(16);
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
+    let _in_flight = telemetry::InFlight::start();
+    let matched = req.extensions().get::<MatchedPath>();
+    let surface = surface_of(matched.map_or(req.uri().path(), MatchedPath::as_str));
+    let route = matched
         .map_or("(no route)", MatchedPath::as_str)
         .to_string();
+    let method = req.method().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -124,13 +163,39 @@ async fn request_context(req: Request, next: Next) -> Response {
         Some(resp) => resp,
         None => next.run(req).instrument(span.clone()).await,
     };
-    span.in_scope(|| {
-        tracing::info!(
-            status = resp.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "handled"
-        )
-    });
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    let code = resp
+        .extensions()
+        .get::<nhn_common::ResultCode>()
+        .map_or(i64::from(status), |c| i64::from(c.0));
+    // Outside the span, which would repeat its fields: the line stands on
+    // its own in either log format.
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        result_code = code,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "handled"
+    );
+    let method = method_label(&method);
+    metrics::counter!(
+        telemetry::HTTP_REQUESTS,
+        "surface" => surface,
+        "route" => route.clone(),
+        "method" => method,
+        "code" => code.to_string(),
+    )
+    .increment(1);
+    metrics::histogram!(
+        telemetry::HTTP_DURATION,
+        "surface" => surface,
+        "route" => route,
+        "method" => method,
+    )
+    .record(elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -212,27 +277,40 @@ async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-/// The whole HTTP application over `state`.
+/// The whole HTTP application over `state`, `/metrics` included.
 ///
 /// A panic in a handler does not drop the connection: each surface answers
 /// it in its own error format (an internal error; the panic's text goes to
 /// the log only), everything else with a plain JSON 500.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    router_with(state, true)
+}
+
+/// [`router`], with `/metrics` only when `serve_metrics` (with
+/// `metrics_listen` set it is served there instead, by [`scrape::router`],
+/// and this router answers it 404 like any unknown path).
+pub fn router_with(state: AppState, serve_metrics: bool) -> Router {
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .nest(
-            "/nhn-face-reco/v1.0/appkeys/{app_key}",
-            nhn_reco::router().layer(CatchPanicLayer::custom(nhn_reco_panic)),
-        )
-        .merge(nhn_liveness::router().layer(CatchPanicLayer::custom(nhn_liveness_panic)))
-        .merge(argos::router().layer(CatchPanicLayer::custom(argos_panic)))
-        .fallback(fallback)
-        .method_not_allowed_fallback(fallback)
-        .layer(CatchPanicLayer::custom(plain_panic))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(request_context))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    if serve_metrics {
+        app = app.route(scrape::PATH, get(scrape::metrics));
+    }
+    // Installed here so requests are counted from the first one, wherever
+    // /metrics is served.
+    telemetry::install();
+    app.nest(
+        "/nhn-face-reco/v1.0/appkeys/{app_key}",
+        nhn_reco::router().layer(CatchPanicLayer::custom(nhn_reco_panic)),
+    )
+    .merge(nhn_liveness::router().layer(CatchPanicLayer::custom(nhn_liveness_panic)))
+    .merge(argos::router().layer(CatchPanicLayer::custom(argos_panic)))
+    .fallback(fallback)
+    .method_not_allowed_fallback(fallback)
+    .layer(CatchPanicLayer::custom(plain_panic))
+    .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(axum::middleware::from_fn(request_context))
+    .with_state(state)
 }
 
 #[cfg(test)]

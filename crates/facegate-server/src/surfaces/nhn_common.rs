@@ -170,9 +170,17 @@ struct Envelope<T: Serialize> {
     data: Option<T>,
 }
 
+/// The `resultCode` of an NHN answer, kept as a response extension for the
+/// request log and metrics (the body is already serialised by then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultCode(pub i32);
+
 /// An NHN response: always HTTP 200, JSON envelope.
 pub fn envelope<T: Serialize>(header: Header, data: Option<T>) -> Response {
-    (StatusCode::OK, axum::Json(Envelope { header, data })).into_response()
+    let code = ResultCode(header.result_code);
+    let mut resp = (StatusCode::OK, axum::Json(Envelope { header, data })).into_response();
+    resp.extensions_mut().insert(code);
+    resp
 }
 
 /// A successful answer of either NHN surface: the envelope with a success

@@ -24,7 +24,7 @@ cargo test --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The API suite once more on PostgreSQL (the first run used SQLite); the
 # store suite and the two-node test cover PostgreSQL inside the run above.
-FACEGATE_TEST_BACKEND=postgres cargo test -p facegate-server --test contract --test reco_api --test liveness_api --test persistence --test faults --test hardening "$@" 2>&1 | tee -a "$log"
+FACEGATE_TEST_BACKEND=postgres cargo test -p facegate-server --test contract --test reco_api --test liveness_api --test persistence --test faults --test hardening --test operations "$@" 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 # One closing line for the whole run (cargo prints one per test binary).

@@ -9,9 +9,11 @@ pub mod error;
 pub mod files;
 pub mod geometry;
 pub mod landmarks;
+pub mod liveness;
 pub mod mask;
 pub mod pipeline;
 pub mod pose;
+pub mod quality;
 pub mod runtime;
 pub mod spoof;
 

@@ -207,8 +207,8 @@ pub struct Engine {
     shape_predictor: ShapePredictor,
     /// Loaded embedders, the default first.
     embedders: Vec<(Embedder, Model)>,
-    spoof_v2: Model,
-    spoof_v1se: Model,
+    pub(crate) spoof_v2: Model,
+    pub(crate) spoof_v1se: Model,
     mask: MaskClassifier,
 }
 
@@ -365,7 +365,7 @@ impl Engine {
             None
         };
         let spoof = match options.spoofing {
-            Some(condition) => Some(self.spoof(image, &d.bbox, condition)?),
+            Some(condition) => Some(self.liveness(image, &d.bbox, &d.landmarks, condition)?),
             None => None,
         };
         let pose = if options.orientation {

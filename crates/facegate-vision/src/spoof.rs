@@ -545,11 +545,7 @@ impl SpoofCondition {
     /// softmax is "real" once its real share passes one half); the other two
     /// move the line by 0.25 either way (calibration in docs/models.md).
     pub fn threshold(self) -> f32 {
-        match self {
-            SpoofCondition::Weak => 0.25,
-            SpoofCondition::Balanced => 0.5,
-            SpoofCondition::Strict => 0.75,
-        }
+        crate::liveness::threshold(self)
     }
 
     /// Parses the API's value (`weak`, `balanced`, `strict`).
@@ -566,16 +562,33 @@ impl SpoofCondition {
 /// The liveness outcome for one face.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SpoofVerdict {
-    /// Fused MiniFASNet V2 + V1SE probability that the face is real, [0, 1].
+    /// Calibrated score in [0, 1] that the face is live (the Argos
+    /// `liveness_score` is this × 100; see `liveness::calibrate`); 0 when
+    /// the face could not be judged.
     pub real_probability: f32,
+    /// The verdict at the requested sensitivity; always `true` when the
+    /// face could not be judged (fail closed).
     pub is_spoof: bool,
+    /// Set when the face could not be judged, and why.
+    pub unjudgeable: Option<crate::quality::QualityIssue>,
 }
 
 impl SpoofVerdict {
+    /// The verdict for a judgeable face with calibrated score `real_probability`.
     pub fn new(real_probability: f32, condition: SpoofCondition) -> Self {
         Self {
             real_probability,
-            is_spoof: real_probability < condition.threshold(),
+            is_spoof: real_probability < crate::liveness::threshold(condition),
+            unjudgeable: None,
+        }
+    }
+
+    /// The verdict for a face that cannot be judged: a spoof, score 0.
+    pub fn unjudgeable(issue: crate::quality::QualityIssue) -> Self {
+        Self {
+            real_probability: 0.0,
+            is_spoof: true,
+            unjudgeable: Some(issue),
         }
     }
 }

@@ -107,6 +107,21 @@ pub enum StoreError {
     /// A row in the database does not hold what this crate wrote.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A group backup file is not one this build can read: bad magic,
+    /// unknown version, checksum mismatch, truncated or altered content.
+    #[error("invalid backup file: {0}")]
+    InvalidBackup(String),
+    /// A group backup was made under a master key that was not supplied.
+    #[error(
+        "the backup was made under master key id {key_id}, which is not loaded (loaded: {loaded}); \
+         supply the master key file of the server that exported it"
+    )]
+    BackupKeyUnavailable {
+        /// Id of the key the backup needs.
+        key_id: String,
+        /// Ids of the keys offered, comma-separated.
+        loaded: String,
+    },
     /// The database did not answer within the store timeout (a lock held
     /// elsewhere, a stuck or unreachable server).
     #[error("the database did not answer in time")]

@@ -1023,3 +1023,151 @@ impl Gallery {
         self.store.count_not_under_key(self.keys().current_key_id())
     }
 }
+
+/// A face's metadata with its embedding in the clear, as backups move
+/// them.
+pub type FaceWithEmbedding = (FaceRecord, Vec<f32>);
+
+/// Backups ([`crate::backup`]): a group's faces read out with their
+/// embeddings, and a group restored with its faces as they were.
+impl Gallery {
+    /// The group and every face of it with its decrypted embedding, read
+    /// from the database (not the index), oldest first (created time, then
+    /// face id).
+    pub fn faces_with_embeddings(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<(GroupInfo, Vec<FaceWithEmbedding>)> {
+        Self::check_ids(tenant, group_id)?;
+        let group = self.get_group(tenant, group_id)?;
+        let keys = self.keys();
+        let mut faces = Vec::new();
+        self.store.for_each_face(tenant, group_id, &mut |face| {
+            let v = keys.open(tenant, group_id, &face.record.face_id, &face.sealed)?;
+            faces.push((face.record, v));
+            Ok(())
+        })?;
+        faces.sort_by(|(a, _), (b, _)| (a.created_at, &a.face_id).cmp(&(b.created_at, &b.face_id)));
+        Ok((group, faces))
+    }
+
+    /// Creates the group with `model_version` and adds `faces` to it as
+    /// they were (face, image and external ids, box, confidence, creation
+    /// time), each embedding sealed under the current key, in one
+    /// transaction. Nothing is created when a face is invalid, the group
+    /// exists ([`StoreError::DuplicatedGroupId`]) or the faces exceed
+    /// `max_faces_per_group` ([`StoreError::QuotaExceeded`]); a group whose
+    /// faces then fail to be written is deleted again.
+    pub fn restore_group(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        model_version: &str,
+        faces: Vec<FaceWithEmbedding>,
+        max_faces_per_group: u64,
+    ) -> Result<GroupInfo> {
+        Self::check_ids(tenant, group_id)?;
+        let mut normalized = Vec::with_capacity(faces.len());
+        let mut seen = std::collections::HashSet::with_capacity(faces.len());
+        for (r, v) in &faces {
+            if parse_uuid(&r.face_id).is_none() || parse_uuid(&r.image_id).is_none() {
+                return Err(StoreError::InvalidParam(format!(
+                    "face {:?}: face and image ids must be UUIDs",
+                    r.face_id
+                )));
+            }
+            if !seen.insert(r.face_id.as_str()) {
+                return Err(StoreError::InvalidParam(format!(
+                    "face {} is listed twice",
+                    r.face_id
+                )));
+            }
+            if let Some(ext) = &r.external_image_id {
+                validate_external_image_id(ext)?;
+            }
+            if r.model_version != model_version {
+                return Err(StoreError::ModelVersionMismatch {
+                    group: model_version.to_string(),
+                    given: r.model_version.clone(),
+                });
+            }
+            let b = r.bbox;
+            if ![b.x0, b.y0, b.x1, b.y1, r.confidence]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                return Err(StoreError::InvalidParam(
+                    "bbox and confidence must be finite".into(),
+                ));
+            }
+            let n = normalize(v)?;
+            if let Some(first) = normalized.first().map(Vec::len) {
+                if n.len() != first {
+                    return Err(StoreError::DimensionMismatch {
+                        expected: first,
+                        got: n.len(),
+                    });
+                }
+            }
+            normalized.push(n);
+        }
+        if faces.len() as u64 > max_faces_per_group {
+            return Err(StoreError::QuotaExceeded {
+                max_faces_per_group,
+            });
+        }
+        let mut info = self.create_group(tenant, group_id, model_version)?;
+        if faces.is_empty() {
+            return Ok(info);
+        }
+        let written = (|| {
+            let slot = self
+                .slot(tenant, group_id)?
+                .ok_or(StoreError::GroupNotFound)?;
+            let keys = read(&self.keys);
+            let _w = lock(&slot.write);
+            if slot.deleted.load(Ordering::SeqCst) {
+                return Err(StoreError::GroupNotFound);
+            }
+            let mut rows = Vec::with_capacity(faces.len());
+            for (record, v) in &faces {
+                let sealed = keys.seal(tenant, group_id, &record.face_id, v)?;
+                rows.push(StoredFace {
+                    record: record.clone(),
+                    sealed,
+                });
+            }
+            let n = self
+                .store
+                .insert_faces(tenant, group_id, &rows, max_faces_per_group)?;
+            if n < rows.len() {
+                // Someone registered faces in the new group meanwhile.
+                return Err(StoreError::QuotaExceeded {
+                    max_faces_per_group,
+                });
+            }
+            let mut index = write(&slot.index);
+            for (row, v) in rows.into_iter().zip(&normalized) {
+                index.push(row.record, v)?;
+            }
+            Ok(n)
+        })();
+        match written {
+            Ok(n) => {
+                info.face_count = n as u64;
+                Ok(info)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.delete_group(tenant, group_id) {
+                    tracing::warn!(
+                        error = %cleanup,
+                        group = group_id,
+                        "could not delete the group of a failed restore"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -146,6 +146,18 @@ impl MasterKey {
         }
     }
 
+    /// The AES-256-GCM cipher of one backup file: a subkey of this key for
+    /// backups, derived with the file's random `salt` (see
+    /// [`crate::backup`]).
+    pub(crate) fn backup_cipher(&self, salt: &[u8]) -> Aes256Gcm {
+        let mut label = b"facegate/v1/backup-file\0".to_vec();
+        label.extend_from_slice(salt);
+        let mut k = derive(&self.0, &label);
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&k));
+        wipe(&mut k);
+        cipher
+    }
+
     /// Writes this key as 32 raw bytes to a new file at `path` (mode 0600).
     /// Fails with an `AlreadyExists` I/O error if the file exists.
     pub fn save_new(&self, path: &Path) -> Result<()> {

@@ -14,6 +14,8 @@
 //!   decrypt. Keys and embeddings are never logged or printed.
 //! * Paging tokens are opaque, HMAC-signed, expire (one hour by default),
 //!   and carry a keyset cursor.
+//! * [`backup`] writes one group to an encrypted, checksummed file and
+//!   restores it.
 //! * The validators of client-supplied ids are pure functions in
 //!   [`validate`].
 //!
@@ -21,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 mod error;
 pub mod files;
 mod gallery;
@@ -36,10 +39,12 @@ pub mod validate;
 pub use crate::postgres::{
     Change, ChangeListener, ListenerHandle, PostgresStore, CHANGE_CHANNEL, POSTGRES_SCHEMA_VERSION,
 };
+pub use backup::{export_group, import_group, read_backup_info, BackupInfo};
 pub use error::{Result, StoreError};
 pub use gallery::{
-    AddFacesOutcome, DatabaseUrl, Gallery, GalleryOptions, NewFace, NewFaces, Page, PageRequest,
-    RotationReport, DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN, MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
+    AddFacesOutcome, DatabaseUrl, FaceWithEmbedding, Gallery, GalleryOptions, NewFace, NewFaces,
+    Page, PageRequest, RotationReport, DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN,
+    MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
 };
 pub use index::{cosine_similarity, dot, normalize, SearchHit, MAX_EMBEDDING_DIM};
 pub use keys::{KeyRing, MasterKey, SealedEmbedding, MASTER_KEY_LEN, NONCE_LEN};

@@ -1,5 +1,7 @@
 //! `facegate`: the command line of the operator interface in API.md.
 
+mod backup_cmd;
+mod batch_cmd;
 mod vision_cmds;
 
 use std::io::IsTerminal;
@@ -71,6 +73,101 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Enrol a folder of photos into a group of a running server (face API
+    /// key from FACEGATE_API_KEY); re-running skips photos already added.
+    Enroll {
+        /// The photos (.jpg, .jpeg, .png): one sub-folder per person, or flat.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Server URL (default: the config's `listen`).
+        #[arg(long)]
+        server: Option<String>,
+        /// The appKey (default: the config's only tenant).
+        #[arg(long)]
+        app_key: Option<String>,
+        /// Where each photo's externalImageId comes from.
+        #[arg(long, value_enum, default_value = "auto")]
+        external_id_from: batch_cmd::ExternalIdFrom,
+        /// Concurrent requests (default: available cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Create the group if it does not exist.
+        #[arg(long)]
+        create_group: bool,
+        /// Results file (default `<DIR>/facegate-enroll.csv`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Config file (for the defaults of --server and --app-key).
+        #[arg(long, env = "FACEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Search a group of a running server with every photo of a folder;
+    /// prints one line per photo with its best matches.
+    SearchDir {
+        /// The photos (.jpg, .jpeg, .png), at any depth.
+        dir: PathBuf,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Server URL (default: the config's `listen`).
+        #[arg(long)]
+        server: Option<String>,
+        /// The appKey (default: the config's only tenant).
+        #[arg(long)]
+        app_key: Option<String>,
+        /// Matches per photo.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        limit: u32,
+        /// Least similarity (0-100 scale) of a match.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+        threshold: u32,
+        /// Output lines.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: batch_cmd::OutputFormat,
+        /// Concurrent requests (default: available cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Config file (for the defaults of --server and --app-key).
+        #[arg(long, env = "FACEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Write one group to an encrypted, checksummed backup file (only the
+    /// master key of this data directory opens it).
+    Export {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// The backup file (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// The appKey (default: the config's only tenant).
+        #[arg(long)]
+        app_key: Option<String>,
+        /// Config file (default `<data_dir>/facegate.toml`).
+        #[arg(long, env = "FACEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Restore a group from a backup file made by `facegate export`.
+    Import {
+        /// The backup file.
+        file: PathBuf,
+        /// The new group's id (default: the exported group's); must not exist.
+        #[arg(long)]
+        group: Option<String>,
+        /// The appKey (default: the exported group's, which must be a tenant
+        /// of this config).
+        #[arg(long)]
+        app_key: Option<String>,
+        /// The master key file of the server that exported the file, when it
+        /// is not this config's (repeatable).
+        #[arg(long = "master-key")]
+        master_keys: Vec<PathBuf>,
+        /// Config file (default `<data_dir>/facegate.toml`).
+        #[arg(long, env = "FACEGATE_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -320,7 +417,106 @@ fn run(cli: Cli) -> CmdResult {
             }
             Ok(())
         }
+        Command::Enroll {
+            dir,
+            group,
+            server,
+            app_key,
+            external_id_from,
+            jobs,
+            create_group,
+            out,
+            config,
+        } => {
+            let config = resolve(config.as_deref())?;
+            let target = batch_cmd::Target::resolve(&config, server, app_key, group)?;
+            let summary = batch_cmd::enroll(
+                target,
+                batch_cmd::EnrollOptions {
+                    dir,
+                    external_id_from,
+                    jobs: jobs.unwrap_or_else(default_jobs),
+                    create_group,
+                    out,
+                },
+            )?;
+            println!(
+                "{} faces added, {} images with no face, {} errors; {} already added before (skipped).",
+                summary.added, summary.no_face, summary.errors, summary.skipped
+            );
+            if summary.errors > 0 {
+                return Err(format!(
+                    "{} images failed (recorded in the results file); run again to retry them",
+                    summary.errors
+                )
+                .into());
+            }
+            Ok(())
+        }
+        Command::SearchDir {
+            dir,
+            group,
+            server,
+            app_key,
+            limit,
+            threshold,
+            format,
+            jobs,
+            config,
+        } => {
+            let config = resolve(config.as_deref())?;
+            let target = batch_cmd::Target::resolve(&config, server, app_key, group)?;
+            let summary = batch_cmd::search_dir(
+                target,
+                batch_cmd::SearchOptions {
+                    dir,
+                    limit,
+                    threshold,
+                    jobs: jobs.unwrap_or_else(default_jobs),
+                    format,
+                },
+                &mut std::io::stdout().lock(),
+            )?;
+            eprintln!(
+                "{} images matched, {} matched nothing, {} with no face, {} errors.",
+                summary.matched, summary.unmatched, summary.no_face, summary.errors
+            );
+            if summary.errors > 0 {
+                return Err(format!("{} images failed", summary.errors).into());
+            }
+            Ok(())
+        }
+        Command::Export {
+            group,
+            out,
+            app_key,
+            config,
+        } => {
+            let config = facegate_server::config::Config::load(&config_path(config)?)?;
+            backup_cmd::export(&config, &group, &out, app_key.as_deref())
+        }
+        Command::Import {
+            file,
+            group,
+            app_key,
+            master_keys,
+            config,
+        } => {
+            let config = facegate_server::config::Config::load(&config_path(config)?)?;
+            backup_cmd::import(
+                &config,
+                &file,
+                group.as_deref(),
+                app_key.as_deref(),
+                &master_keys,
+            )
+        }
     }
+}
+
+/// Concurrent requests of `enroll` and `search-dir` by default.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn main() -> ExitCode {

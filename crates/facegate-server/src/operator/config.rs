@@ -51,9 +51,15 @@ const SCALAR_KEYS: &[&str] = &[
 ];
 
 /// `FACEGATE_*` variables that are not config keys but are read by the
-/// binary (`FACEGATE_CONFIG`, `FACEGATE_LOG`) or by the scripts that run it
+/// binary (`FACEGATE_CONFIG`, `FACEGATE_LOG`, `FACEGATE_API_KEY` of
+/// `facegate enroll` and `search-dir`) or by the scripts that run it
 /// (`FACEGATE_MODEL_MIRROR`, scripts/test.sh).
-pub const OTHER_ENV_VARS: &[&str] = &["FACEGATE_CONFIG", "FACEGATE_LOG", "FACEGATE_MODEL_MIRROR"];
+pub const OTHER_ENV_VARS: &[&str] = &[
+    "FACEGATE_CONFIG",
+    "FACEGATE_LOG",
+    "FACEGATE_MODEL_MIRROR",
+    "FACEGATE_API_KEY",
+];
 
 /// Prefix of the test suites' variables (`FACEGATE_TEST_ASSETS`,
 /// `FACEGATE_TEST_BACKEND`, `FACEGATE_TEST_POSTGRES_URL`, ...), which the

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{FaceBox, FivePoints, Liveness, Pose};
+use crate::{FaceBox, FivePoints, Liveness, Pose, QualityIssue};
 
 /// Most faces any request reports or registers (the API's cap).
 pub const MAX_FACES: usize = 20;
@@ -28,6 +28,10 @@ pub struct Face {
     /// Liveness, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<Liveness>,
+    /// Why the face is too small, turned, blurred or badly exposed to
+    /// judge, when the quality gate was asked for and refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_issue: Option<QualityIssue>,
     /// L2-normalised embedding, when requested.
     #[serde(skip)]
     pub embedding: Option<Vec<f32>>,

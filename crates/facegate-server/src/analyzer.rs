@@ -21,6 +21,9 @@ pub struct AnalyzeRequest {
     pub mask: bool,
     /// Run liveness at this sensitivity.
     pub spoofing: Option<SpoofCondition>,
+    /// Apply the liveness quality gate (size, pose, blur, exposure) and
+    /// report each face's [`Face::quality_issue`].
+    pub quality_gate: bool,
 }
 
 /// Why an analysis failed. The text of either variant is for logs only:

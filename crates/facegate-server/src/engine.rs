@@ -17,7 +17,7 @@ fn liveness(v: SpoofVerdict) -> Liveness {
     Liveness {
         real_probability: v.real_probability,
         is_spoof: v.is_spoof,
-        unjudgeable: None,
+        unjudgeable: v.unjudgeable,
     }
 }
 
@@ -90,6 +90,10 @@ impl FaceAnalyzer for Engine {
         Ok(faces
             .into_iter()
             .map(|f| Face {
+                quality_issue: request
+                    .quality_gate
+                    .then(|| self.face_quality(image, &f.bbox, &f.landmarks).issue())
+                    .flatten(),
                 bbox: f.bbox,
                 landmarks: f.landmarks,
                 confidence: f.confidence,

@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! facegate's server: the three vendor-compatible surfaces of API.md (NHN
 //! Face Recognition Plus, NHN Face Liveness, Argos Face Liveness) over one
 //! vision engine and one encrypted face store.

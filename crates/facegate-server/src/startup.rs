@@ -3,6 +3,7 @@
 //! models in the background.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct StartOptions {
     pub token_ttl: Duration,
     /// Image download time limit.
     pub fetch_timeout: Duration,
+    /// The config file the server was started from: its tenants are
+    /// watched and put in force while serving (see [`crate::operator::reload`]).
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for StartOptions {
@@ -36,6 +40,7 @@ impl Default for StartOptions {
             analyzer: None,
             token_ttl: GalleryOptions::default().token_ttl,
             fetch_timeout: FetchPolicy::default().timeout,
+            config_file: None,
         }
     }
 }
@@ -159,6 +164,7 @@ fn open_service(config: &Config, options: &StartOptions) -> Result<Service, Serv
             },
             max_faces_per_group: config.max_faces_per_group,
             decode_budget: config.decode_memory_budget(),
+            register_quality_gate: config.register_quality_gate,
             ..ServiceOptions::default()
         },
     ))
@@ -270,6 +276,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
         None => None,
     };
     let state = AppState::new(Tenants::new(config.tenants.clone()));
+    if let Some(path) = options.config_file.clone() {
+        crate::operator::reload::watch_config(state.live_tenants().clone(), path, config.clone());
+    }
     let init_state = state.clone();
     tokio::spawn(async move {
         let result = tokio::task::spawn_blocking(move || open_service(&config, &options)).await;
@@ -356,8 +365,15 @@ async fn shutdown_signal() {
 }
 
 /// Runs the server until SIGINT/SIGTERM, or until start-up fails.
-pub async fn serve(config: Config) -> Result<(), ServerError> {
-    let server = start(config, StartOptions::default()).await?;
+///
+/// `config_file`, the file `config` was read from, is watched: tenants
+/// added or removed there take effect without a restart.
+pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), ServerError> {
+    let options = StartOptions {
+        config_file,
+        ..StartOptions::default()
+    };
+    let server = start(config, options).await?;
     let state = server.state.clone();
     tokio::select! {
         r = state.wait_ready() => {

@@ -30,6 +30,7 @@ async fn start_tight(
         analyzer: Some(engine()),
         token_ttl: setup.token_ttl,
         fetch_timeout: setup.fetch_timeout,
+        ..facegate_server::StartOptions::default()
     };
     TestServer::start_with(config, options, db).await
 }

@@ -35,6 +35,7 @@ fn restart_keeps_data_and_embeddings_are_encrypted() {
                     orientation: false,
                     mask: false,
                     spoofing: None,
+                    quality_gate: false,
                 },
             )
             .unwrap();

@@ -150,6 +150,7 @@ impl TestServer {
             analyzer: Some(engine()),
             token_ttl: setup.token_ttl,
             fetch_timeout: setup.fetch_timeout,
+            ..StartOptions::default()
         };
         Self::start_with(config, options, db).await
     }

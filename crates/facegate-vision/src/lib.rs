@@ -10,6 +10,7 @@ pub mod files;
 pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
+pub mod manifest;
 pub mod mask;
 pub mod pipeline;
 pub mod pose;

@@ -267,6 +267,8 @@ impl Engine {
                 Embedder::Dlib => EMBED_CHIP,
                 Embedder::Sface => align::ARCFACE_CHIP,
             } as usize;
+            // The version stored with faces must name what is installed.
+            crate::manifest::check_embedder(dir, e)?;
             let file = e.model_file();
             let model = runtime.load(file, &read_model(dir, file)?, [1, 3, chip, chip])?;
             loaded.push((e, model));
@@ -299,6 +301,7 @@ impl Engine {
     }
 
     /// Version of the default embedder; stored with every registered face.
+    /// Equal to the installed manifest's (checked at load).
     pub fn model_version(&self) -> &'static str {
         self.default_embedder().version()
     }

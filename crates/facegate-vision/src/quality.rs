@@ -63,17 +63,20 @@ impl FaceQuality {
     /// The first reason (size, pose, blur, exposure, in that order) why the
     /// face cannot be judged, or `None` when it can.
     pub fn issue(&self) -> Option<QualityIssue> {
-        if !(self.face_px >= MIN_FACE_PX) {
+        // A NaN measure compares false, so it fails its gate (fail closed).
+        let at_least = |v: f32, min: f32| v >= min;
+        let at_most = |v: f32, max: f32| v <= max;
+        if !at_least(self.face_px, MIN_FACE_PX) {
             return Some(QualityIssue::FaceTooSmall);
         }
-        let turned = |a: Option<f32>| a.is_some_and(|a| !(a.abs() <= MAX_POSE_DEG));
+        let turned = |a: Option<f32>| a.is_some_and(|a| !at_most(a.abs(), MAX_POSE_DEG));
         if turned(self.yaw) || turned(self.pitch) {
             return Some(QualityIssue::Pose);
         }
-        if !(self.sharpness >= MIN_SHARPNESS) {
+        if !at_least(self.sharpness, MIN_SHARPNESS) {
             return Some(QualityIssue::Blur);
         }
-        if !(MIN_LUMA..=MAX_LUMA).contains(&self.luma) || !(self.clipped <= MAX_CLIPPED) {
+        if !(MIN_LUMA..=MAX_LUMA).contains(&self.luma) || !at_most(self.clipped, MAX_CLIPPED) {
             return Some(QualityIssue::Exposure);
         }
         None
@@ -224,7 +227,7 @@ mod tests {
 
     fn checker(w: u32, h: u32, cell: u32, lo: u8, hi: u8) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            let v = if (x / cell + y / cell) % 2 == 0 {
+            let v = if (x / cell + y / cell).is_multiple_of(2) {
                 lo
             } else {
                 hi
@@ -276,7 +279,7 @@ mod tests {
             Some(&turned),
         );
         assert_eq!(q.issue(), Some(QualityIssue::Pose));
-        let dark = checker(400, 400, 6, 0, 40);
+        let dark = checker(400, 400, 6, 0, 24);
         let q = measure(
             &dark,
             &face(200.0, 200.0, 150.0),
@@ -284,7 +287,7 @@ mod tests {
             None,
         );
         assert_eq!(q.issue(), Some(QualityIssue::Exposure), "{q:?}");
-        let bright = checker(400, 400, 6, 220, 255);
+        let bright = checker(400, 400, 6, 240, 255);
         let q = measure(
             &bright,
             &face(200.0, 200.0, 150.0),

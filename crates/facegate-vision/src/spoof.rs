@@ -529,34 +529,14 @@ mod tests {
 /// Side of the square MiniFASNet input.
 pub const INPUT_SIZE: u32 = 80;
 
-/// The API's `spoofingCondition`: how readily a face is called a spoof.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SpoofCondition {
-    Weak,
-    #[default]
-    Balanced,
-    Strict,
-}
+pub use facegate_core::SpoofCondition;
 
-impl SpoofCondition {
-    /// A face is a spoof when its fused real-face probability is below this.
-    /// `balanced` is upstream's own decision rule (argmax of the averaged
-    /// softmax is "real" once its real share passes one half); the other two
-    /// move the line by 0.25 either way (calibration in docs/models.md).
-    pub fn threshold(self) -> f32 {
-        crate::liveness::threshold(self)
-    }
-
-    /// Parses the API's value (`weak`, `balanced`, `strict`).
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "weak" => Some(Self::Weak),
-            "balanced" => Some(Self::Balanced),
-            "strict" => Some(Self::Strict),
-            _ => None,
-        }
-    }
+/// A face is a spoof when its fused real-face probability is below this.
+/// `balanced` is upstream's own decision rule (argmax of the averaged
+/// softmax is "real" once its real share passes one half); the other two
+/// move the line by 0.25 either way (calibration in docs/models.md).
+pub fn threshold(condition: SpoofCondition) -> f32 {
+    crate::liveness::threshold(condition)
 }
 
 /// The liveness outcome for one face.
@@ -604,10 +584,5 @@ mod condition_tests {
             assert!(flagged(SpoofCondition::Strict) >= flagged(SpoofCondition::Balanced));
             assert!(flagged(SpoofCondition::Balanced) >= flagged(SpoofCondition::Weak));
         }
-        assert_eq!(
-            SpoofCondition::parse("strict"),
-            Some(SpoofCondition::Strict)
-        );
-        assert_eq!(SpoofCondition::parse("STRICT"), None);
     }
 }

@@ -2,6 +2,7 @@
 
 mod backup_cmd;
 mod batch_cmd;
+mod tenants_cmd;
 mod vision_cmds;
 
 use std::io::IsTerminal;
@@ -311,7 +312,7 @@ fn serve(config: Option<PathBuf>) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(facegate_server::serve(loaded.config));
+    let served = runtime.block_on(facegate_server::serve(loaded.config, Some(loaded.path)));
     // The shutdown deadline has passed: work still running on the blocking
     // pool (an abandoned request's inference) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -373,15 +374,20 @@ fn run(cli: Cli) -> CmdResult {
                         path.display()
                     );
                     print_tenant_keys(&t);
+                    eprintln!("A running server puts this in force within 2 s.");
                 }
                 TenantsCommand::List => {
-                    for app_key in facegate_server::list_tenants(&path)? {
+                    let app_keys = facegate_server::list_tenants(&path)?;
+                    for app_key in &app_keys {
                         println!("{app_key}");
                     }
+                    let listen = facegate_server::config::Config::load(&path)?.listen;
+                    eprintln!("{}", tenants_cmd::server_status(&listen, &app_keys));
                 }
                 TenantsCommand::Remove { app_key } => {
                     facegate_server::remove_tenant(&path, &app_key)?;
                     println!("Removed tenant {app_key}");
+                    eprintln!("A running server puts this in force within 2 s.");
                 }
             }
             Ok(())

@@ -153,6 +153,11 @@ pub struct Config {
     /// Allow image URLs that resolve to private/loopback addresses.
     #[serde(default)]
     pub allow_private_urls: bool,
+    /// Registration refuses faces that liveness could not judge (too
+    /// small, turned, blurred, badly exposed); they are reported in
+    /// `notAddedFaces` with a `reason`. Off: the vendor API's behaviour.
+    #[serde(default)]
+    pub register_quality_gate: bool,
     /// Face quota of one group.
     #[serde(default = "default_max_faces")]
     pub max_faces_per_group: u64,
@@ -239,6 +244,7 @@ impl Default for Config {
             runtime: RuntimeKind::Auto,
             default_model: default_model(),
             allow_private_urls: false,
+            register_quality_gate: false,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
             max_image_pixels: default_max_image_pixels(),
             header_timeout_secs: default_header_timeout(),
@@ -275,12 +281,18 @@ impl Config {
     /// Reads a config file, with overrides from the process environment
     /// (whose `FACEGATE_*` names must all be known, [`check_env_names`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        check_process_env()?;
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.to_path_buf(),
             source: e,
         })?;
-        Self::from_toml_str(&text, &process_env)
+        Self::from_process_toml(&text)
+    }
+
+    /// Parses a config file's text with this process's environment
+    /// overrides, as [`Config::load`] does.
+    pub fn from_process_toml(text: &str) -> Result<Self, ConfigError> {
+        check_process_env()?;
+        Self::from_toml_str(text, &process_env)
     }
 
     /// The model directory in force.

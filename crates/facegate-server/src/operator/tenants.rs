@@ -5,6 +5,8 @@
 //! matched nor which tenant a key belongs to.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -18,7 +20,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The configured tenants, as the request path needs them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tenants {
     tenants: Vec<TenantConfig>,
 }
@@ -37,6 +39,13 @@ impl Tenants {
     /// True with no tenants (then every request is refused).
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty()
+    }
+
+    /// A short fingerprint of which appKeys are configured (not of their
+    /// secrets), so a client of `/readyz` can tell whether the running
+    /// server has the tenant set of a config file.
+    pub fn digest(&self) -> String {
+        app_keys_digest(self.tenants.iter().map(|t| t.app_key.as_str()))
     }
 
     fn find(&self, matches: impl Fn(&TenantConfig) -> subtle::Choice) -> Option<&str> {
@@ -68,6 +77,60 @@ impl Tenants {
     pub fn by_argos_key(&self, api_key: &str) -> Option<&str> {
         self.find(|t| t.argos_api_key.as_bytes().ct_eq(api_key.as_bytes()))
     }
+}
+
+/// The tenant set in force, swapped whole when the config file's tenants
+/// change; a request keeps the snapshot it authenticated with.
+#[derive(Debug)]
+pub struct LiveTenants {
+    current: RwLock<Arc<Tenants>>,
+    /// How many tenant sets there have been (1 at start).
+    generation: AtomicU64,
+}
+
+impl LiveTenants {
+    /// The set in force at start (generation 1).
+    pub fn new(tenants: Tenants) -> Self {
+        LiveTenants {
+            current: RwLock::new(Arc::new(tenants)),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The tenants in force.
+    pub fn current(&self) -> Arc<Tenants> {
+        // A poisoned lock still holds a complete set (it is only ever
+        // replaced whole).
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `tenants` in force for the requests that start from now on;
+    /// returns the new generation.
+    pub fn replace(&self, tenants: Tenants) -> u64 {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tenants);
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The generation of the set in force.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// The fingerprint [`Tenants::digest`] computes, from appKeys in any order.
+pub fn app_keys_digest<'a>(app_keys: impl Iterator<Item = &'a str>) -> String {
+    use sha2::Digest;
+    let mut keys: Vec<&str> = app_keys.collect();
+    keys.sort_unstable();
+    let mut hash = sha2::Sha256::new();
+    for k in keys {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 fn edit_config(

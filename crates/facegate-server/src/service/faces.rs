@@ -62,13 +62,15 @@ impl Service {
         // Cheap checks before the expensive analysis.
         let model_version = self.get_group(group).await?.model_version;
         self.ensure_model_runs(group, &model_version)?;
-        let mut faces = self
-            .analyze(
-                request.image,
-                ImageRole::Image,
-                request.options.request(Some(&model_version)),
-            )
+        let mut analyze = request.options.request(Some(&model_version));
+        analyze.quality_gate = self.options.register_quality_gate;
+        let faces = self
+            .analyze(request.image, ImageRole::Image, analyze)
             .await?;
+        // Faces the quality gate refused are never stored; they are reported
+        // first among the faces not added.
+        let (mut faces, refused): (Vec<Face>, Vec<Face>) =
+            faces.into_iter().partition(|f| f.quality_issue.is_none());
         let take = limit.min(faces.len());
         let mut new_faces = Vec::with_capacity(take);
         for face in faces.iter_mut().take(take) {
@@ -99,11 +101,11 @@ impl Service {
         });
         let added: Vec<(FaceRecord, Face)> = added.into_iter().zip(faces.by_ref()).collect();
         // What the quota refused comes first (larger), then what was
-        // beyond `limit`.
+        // beyond `limit`, then what the quality gate refused.
         Ok(RegisterOutcome {
             model_version,
             added,
-            not_added: faces.collect(),
+            not_added: faces.chain(refused).collect(),
             quota_partial,
         })
     }

@@ -78,6 +78,7 @@ impl Service {
             orientation: false,
             mask: false,
             spoofing: Some(SpoofCondition::Balanced),
+            quality_gate: false,
         };
         let faces = self.analyze(image, ImageRole::Image, request).await?;
         let face = faces.first().ok_or(ServiceError::NoFace("the image"))?;

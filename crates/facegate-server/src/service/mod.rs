@@ -101,6 +101,7 @@ impl FaceOptions {
             orientation: self.orientation,
             mask: self.mask,
             spoofing: self.spoofing,
+            quality_gate: false,
         }
     }
 }
@@ -158,6 +159,10 @@ pub struct ServiceOptions {
     /// Model version of new groups and compare; `None`: the analyzer's
     /// preferred model.
     pub default_model: Option<String>,
+    /// Registration refuses faces the liveness quality gate refuses (too
+    /// small, turned, blurred, badly exposed): off by default, as the
+    /// vendor API registers any detected face.
+    pub register_quality_gate: bool,
 }
 
 impl Default for ServiceOptions {
@@ -171,6 +176,7 @@ impl Default for ServiceOptions {
                 .unwrap_or(2),
             decode_budget: facegate_image::default_decode_budget(),
             default_model: None,
+            register_quality_gate: false,
         }
     }
 }

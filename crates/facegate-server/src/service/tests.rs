@@ -56,6 +56,7 @@ fn fake_face(side: f32, seed: usize) -> Face {
             is_spoof: false,
             unjudgeable: None,
         }),
+        quality_issue: None,
         embedding: Some(e),
     }
 }
@@ -92,6 +93,10 @@ impl FaceAnalyzer for FakeAnalyzerForUnitTests {
                 }
                 if request.spoofing.is_none() {
                     f.liveness = None;
+                }
+                // The test double's gate: faces under 30 px are too small.
+                if request.quality_gate && f.bbox.width() < 30.0 {
+                    f.quality_issue = Some(facegate_core::QualityIssue::FaceTooSmall);
                 }
                 f
             })
@@ -420,4 +425,27 @@ fn wire_option_defaults_and_validation() {
     assert!(FaceOptions::from_wire(None, None, None, Some("")).is_err());
     assert!(ImageInput::from_fields(None, None, "image").is_err());
     assert!(ImageInput::from_fields(Some("u".into()), Some("b".into()), "image").is_err());
+}
+
+#[tokio::test]
+async fn the_registration_quality_gate_is_off_by_default_and_refuses_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = || vec![fake_face(20.0, 0), fake_face(60.0, 1)];
+    let plain = service(dir.path(), faces(), 100);
+    plain.create_group(&group("g")).await.unwrap();
+    let out = plain.register(&group("g"), request(Some(2))).await.unwrap();
+    assert_eq!(out.added.len(), 2, "off: every face is registered");
+
+    let mut gated = service(dir.path(), faces(), 100);
+    gated.options.register_quality_gate = true;
+    gated.create_group(&group("g")).await.unwrap();
+    let out = gated.register(&group("g"), request(Some(2))).await.unwrap();
+    assert_eq!(out.added.len(), 1);
+    assert_eq!(out.added[0].1.bbox.x1, 0.7, "the 60 px face");
+    assert_eq!(out.not_added.len(), 1);
+    assert_eq!(
+        out.not_added[0].quality_issue,
+        Some(facegate_core::QualityIssue::FaceTooSmall)
+    );
+    assert!(!out.quota_partial);
 }

@@ -15,6 +15,7 @@ use facegate_core::QualityIssue;
 use serde::Serialize;
 
 use super::limits::body_bytes;
+use super::nhn_common::header_str;
 use super::state::{new_id, AppState};
 use crate::analyzer::AnalyzerError;
 use crate::error::{image_error_text, ServiceError};
@@ -177,11 +178,7 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ArgosError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ArgosError> {
-        let key = parts
-            .headers
-            .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let key = header_str(parts, API_KEY_HEADER);
         st.tenants()
             .by_argos_key(key)
             .ok_or(ArgosError::Unauthorized)?;

@@ -261,20 +261,26 @@ async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
+/// Readiness, and which tenant set is in force: its generation (1 at
+/// start, +1 per reload) and a fingerprint of its appKeys, so `facegate
+/// tenants list` can tell whether an edit of the config file is live.
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.readiness() {
-        Readiness::Ready => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Readiness::Loading => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "loading" })),
-        )
-            .into_response(),
-        Readiness::Failed(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "failed" })),
-        )
-            .into_response(),
-    }
+    let tenants = st.tenants();
+    let tenants = serde_json::json!({
+        "generation": st.tenants_generation(),
+        "count": tenants.len(),
+        "digest": tenants.digest(),
+    });
+    let (status, word) = match st.readiness() {
+        Readiness::Ready => (StatusCode::OK, "ready"),
+        Readiness::Loading => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+        Readiness::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "failed"),
+    };
+    (
+        status,
+        Json(serde_json::json!({ "status": word, "tenants": tenants })),
+    )
+        .into_response()
 }
 
 /// The whole HTTP application over `state`, `/metrics` included.

@@ -398,6 +398,10 @@ pub struct WireFaceDetail {
     /// API.md's extension: why a face was not judged (absent when it was).
     #[serde(skip_serializing_if = "Option::is_none")]
     spoofing_reason: Option<&'static str>,
+    /// Why registration's quality gate refused the face (`notAddedFaces`
+    /// only, with `register_quality_gate` on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     confidence: f32,
 }
 
@@ -412,6 +416,7 @@ impl WireFaceDetail {
             mask: None,
             spoofing: Some(liveness.is_spoof),
             spoofing_reason: liveness.unjudgeable.map(spoofing_reason),
+            reason: None,
             confidence: 0.0,
         }
     }
@@ -443,6 +448,7 @@ impl From<&Face> for WireFaceDetail {
             mask: f.mask,
             spoofing: f.liveness.map(|l| l.is_spoof),
             spoofing_reason: f.liveness.and_then(|l| l.unjudgeable).map(spoofing_reason),
+            reason: f.quality_issue.map(spoofing_reason),
             confidence: f.confidence,
         }
     }
@@ -582,6 +588,34 @@ impl IntoResponse for NhnRejection {
         log_if_internal(code, &self.0);
         error_response(code, code.name().to_string(), detail)
     }
+}
+
+/// A header's value as text; empty when absent or not text (which then
+/// matches no key).
+pub fn header_str<'a>(parts: &'a Parts, name: &str) -> &'a str {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[derive(Deserialize)]
+struct AppKeyPath {
+    app_key: String,
+}
+
+/// What both NHN products authenticate a request with: the path's
+/// `{app_key}` and the key in the product's `header`.
+pub async fn nhn_credentials<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    header: &str,
+) -> Result<(String, String), ServiceError> {
+    let NhnPath(AppKeyPath { app_key }) = NhnPath::from_request_parts(parts, state)
+        .await
+        .map_err(|r| r.0)?;
+    Ok((app_key, header_str(parts, header).to_string()))
 }
 
 /// Typed path parameters.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{body_bytes, too_large};
 use super::nhn_common::{
-    classify, error_response, log_if_internal, parse_json, required_image, NhnCode, NhnOk, NhnPath,
-    WireFaceDetail, WireImage,
+    classify, error_response, log_if_internal, nhn_credentials, parse_json, required_image,
+    NhnCode, NhnOk, WireFaceDetail, WireImage,
 };
 use super::nhn_reco::spoofing_details;
 use super::state::AppState;
@@ -63,25 +63,13 @@ pub struct Tenant {
     service: Arc<Service>,
 }
 
-#[derive(Deserialize)]
-struct AppKeyPath {
-    app_key: String,
-}
-
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = LivenessError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, LivenessError> {
-        let NhnPath(AppKeyPath { app_key }) = NhnPath::from_request_parts(parts, st)
-            .await
-            .map_err(|r| LivenessError(r.0))?;
-        let secret = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let (app_key, secret) = nhn_credentials(parts, st, AUTHORIZATION.as_str()).await?;
         st.tenants()
-            .by_liveness_secret(&app_key, secret)
+            .by_liveness_secret(&app_key, &secret)
             .ok_or(ServiceError::Unauthorized)?;
         Ok(Tenant {
             service: st.service()?,

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::COMPARE_BODY_LIMIT;
 use super::nhn_common::{
-    classify, error_response, log_if_internal, required_image, wire_details, MatchQuery, NhnCode,
-    NhnJson, NhnOk, NhnPath, NhnQuery, PageQuery, WireFace, WireFaceDetail, WireImage, WireOptions,
+    classify, error_response, log_if_internal, nhn_credentials, required_image, wire_details,
+    MatchQuery, NhnCode, NhnJson, NhnOk, NhnPath, NhnQuery, PageQuery, WireFace, WireFaceDetail,
+    WireImage, WireOptions,
 };
 use super::state::AppState;
 use crate::error::ServiceError;
@@ -86,26 +87,14 @@ pub struct Tenant {
     app_key: String,
 }
 
-#[derive(Deserialize)]
-struct AppKeyPath {
-    app_key: String,
-}
-
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = RecoError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, RecoError> {
-        let NhnPath(AppKeyPath { app_key }) = NhnPath::from_request_parts(parts, st)
-            .await
-            .map_err(|r| RecoError(r.0))?;
-        let key = parts
-            .headers
-            .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let (app_key, key) = nhn_credentials(parts, st, API_KEY_HEADER).await?;
         let app_key = st
             .tenants()
-            .by_face_api_key(&app_key, key)
+            .by_face_api_key(&app_key, &key)
             .ok_or(ServiceError::Unauthorized)?
             .to_string();
         Ok(Tenant {

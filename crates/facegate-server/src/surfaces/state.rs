@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::error::{ServerError, ServiceError};
 use crate::service::Service;
-use crate::tenants::Tenants;
+use crate::tenants::{LiveTenants, Tenants};
 
 /// Where start-up stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum Readiness {
 }
 
 struct Shared {
-    tenants: Tenants,
+    tenants: Arc<LiveTenants>,
     service: OnceLock<Arc<Service>>,
     readiness: watch::Sender<Readiness>,
 }
@@ -37,7 +37,7 @@ impl AppState {
     pub fn new(tenants: Tenants) -> Self {
         AppState {
             shared: Arc::new(Shared {
-                tenants,
+                tenants: Arc::new(LiveTenants::new(tenants)),
                 service: OnceLock::new(),
                 readiness: watch::Sender::new(Readiness::Loading),
             }),
@@ -51,9 +51,19 @@ impl AppState {
         st
     }
 
-    /// The tenants.
-    pub fn tenants(&self) -> &Tenants {
+    /// The tenants in force.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.shared.tenants.current()
+    }
+
+    /// The live tenant set, which the config watcher replaces.
+    pub fn live_tenants(&self) -> &Arc<LiveTenants> {
         &self.shared.tenants
+    }
+
+    /// The generation of the tenant set in force (1 at start).
+    pub fn tenants_generation(&self) -> u64 {
+        self.shared.tenants.generation()
     }
 
     /// The service once models are loaded.

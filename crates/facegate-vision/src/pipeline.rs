@@ -532,7 +532,9 @@ impl Engine {
         Ok(calibration::l2_normalize(&raw.data))
     }
 
-    /// Fused MiniFASNet V2 + V1SE liveness on a detected face.
+    /// Fused MiniFASNet V2 + V1SE on crops around `face` taken as is: no
+    /// quality gate and no conversion to upstream's box. For a detected
+    /// face use [`Engine::liveness`], which does both (docs/models.md).
     pub fn spoof(
         &self,
         image: &RgbImage,

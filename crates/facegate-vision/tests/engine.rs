@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use facegate_vision::calibration::{cosine, similarity};
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, FaceAnalysis};
-use facegate_vision::runtime::Runtime;
 use facegate_vision::quality::QualityIssue;
+use facegate_vision::runtime::Runtime;
 use facegate_vision::spoof::SpoofCondition;
 use facegate_vision::Embedder;
 use image::RgbImage;
@@ -347,7 +347,10 @@ fn liveness_is_a_probability_and_conditions_are_ordered() {
             }
         }
     }
-    assert!(judged_live >= 5, "{judged_live} of t1's six faces judged live");
+    assert!(
+        judged_live >= 5,
+        "{judged_live} of t1's six faces judged live"
+    );
     let crop = image::imageops::resize(&img, 224, 224, image::imageops::FilterType::Triangle);
     let aligned = engine()
         .spoof_aligned(&crop, SpoofCondition::Balanced)

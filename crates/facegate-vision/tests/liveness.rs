@@ -1,5 +1,5 @@
 //! Liveness on the development set (`shared/datasets/spoof_dev`, or
-//! `$FACEGATE_SPOOF_DEV`): the balanced level's targets. The full tables
+//! `$FACEGATE_TEST_SPOOF_DEV`): the balanced level's targets. The full tables
 //! come from examples/liveness_eval.rs (docs/benchmarks.md).
 
 mod common;

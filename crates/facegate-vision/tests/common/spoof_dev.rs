@@ -15,9 +15,9 @@ use facegate_vision::pipeline::Engine;
 use facegate_vision::quality::QualityIssue;
 use facegate_vision::spoof::SpoofCondition;
 
-/// `$FACEGATE_SPOOF_DEV`, else `<workspace>/../shared/datasets/spoof_dev`.
+/// `$FACEGATE_TEST_SPOOF_DEV`, else `<workspace>/../shared/datasets/spoof_dev`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("FACEGATE_SPOOF_DEV").map_or_else(
+    std::env::var_os("FACEGATE_TEST_SPOOF_DEV").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/spoof_dev"),
         PathBuf::from,
     )
@@ -48,7 +48,7 @@ pub fn load_labels(dir: &Path) -> Result<Vec<Frame>, String> {
     let text = std::fs::read_to_string(&csv).map_err(|e| {
         format!(
             "{}: {e}. The liveness set is missing: mount shared/ beside the workspace \
-             or point FACEGATE_SPOOF_DEV at a folder with labels.csv (path,label,attack,source)",
+             or point FACEGATE_TEST_SPOOF_DEV at a folder with labels.csv (path,label,attack,source)",
             csv.display()
         )
     })?;

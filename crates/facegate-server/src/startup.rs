@@ -261,16 +261,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
     if config.tenants.is_empty() {
         tracing::warn!("no tenants configured: every API request will be refused");
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| ServerError::Io {
-            context: format!("binding {}", config.listen),
-            source: e,
-        })?;
-    let addr = listener.local_addr().map_err(|e| ServerError::Io {
-        context: "reading the bound address".into(),
-        source: e,
-    })?;
+    let (listener, addr) = bind(&config.listen).await?;
     let metrics_listener = match &config.metrics_listen {
         Some(at) => Some(bind(at).await?),
         None => None,

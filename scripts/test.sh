@@ -24,8 +24,10 @@ cargo test --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The API suite once more on PostgreSQL (the first run used SQLite); the
 # store suite and the two-node test cover PostgreSQL inside the run above.
-FACEGATE_TEST_BACKEND=postgres cargo test -p facegate-server --test contract --test reco_api --test liveness_api --test persistence --test faults --test hardening --test operations "$@" 2>&1 | tee -a "$log"
+FACEGATE_TEST_BACKEND=postgres cargo test -p facegate-server --test contract --test reco_api --test liveness_api --test persistence --test faults --test hardening --test operations --test openapi "$@" 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# The OpenAPI document against the OpenAPI 3.1 schema.
+scripts/check-openapi.sh || status=1
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

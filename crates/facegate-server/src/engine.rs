@@ -86,7 +86,13 @@ impl FaceAnalyzer for Engine {
             mask: request.mask,
             spoofing: request.spoofing,
         };
-        let faces = Engine::analyze_with(self, image, &options, embedder).map_err(err)?;
+        let (faces, times) = self.analyze_timed(image, &options, embedder).map_err(err)?;
+        for (stage, spent) in times.by_stage() {
+            if !spent.is_zero() {
+                metrics::histogram!(crate::telemetry::STAGE_DURATION, "stage" => stage)
+                    .record(spent.as_secs_f64());
+            }
+        }
         Ok(faces
             .into_iter()
             .map(|f| Face {

@@ -40,6 +40,8 @@ pub const DECODE_BUDGET: &str = "facegate_decode_memory_budget_bytes";
 pub const DECODED_IMAGES: &str = "facegate_decoded_images";
 /// Vision engine calls, by `operation`.
 pub const ANALYSIS_DURATION: &str = "facegate_analysis_duration_seconds";
+/// The vision engine's stages within `analyze`, by `stage`.
+pub const STAGE_DURATION: &str = "facegate_analysis_stage_duration_seconds";
 /// Store calls, by `operation`.
 pub const STORE_DURATION: &str = "facegate_store_operation_duration_seconds";
 /// Store calls that failed, by `operation` and `kind`.
@@ -147,6 +149,11 @@ fn describe() {
         ANALYSIS_DURATION,
         Unit::Seconds,
         "Vision engine calls (detection, landmarks, embedding, liveness, mask as asked), by operation"
+    );
+    describe_histogram!(
+        STAGE_DURATION,
+        Unit::Seconds,
+        "Time of one analysis in each vision stage (detect, landmarks, embed, liveness, mask, pose), summed over its faces"
     );
     describe_histogram!(
         STORE_DURATION,

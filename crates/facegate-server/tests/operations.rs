@@ -306,7 +306,10 @@ fn metrics_parse_and_move_with_requests() {
         let group = "ops-metrics-group";
         s.create_group(group).await;
         let v = s
-            .post("/detect", json!({ "image": image_bytes(&asset("t1.jpg")) }))
+            .post(
+                "/detect",
+                json!({ "image": image_bytes(&asset("t1.jpg")), "spoofing": true }),
+            )
             .await;
         assert_code(&v, 0);
         let v = s
@@ -424,6 +427,31 @@ fn metrics_parse_and_move_with_requests() {
             (
                 "facegate_store_operation_duration_seconds_count",
                 &[("operation", "create_group")][..],
+            ),
+            // Every vision stage: detect with spoofing, register embeds.
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "detect")][..],
+            ),
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "landmarks")][..],
+            ),
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "embed")][..],
+            ),
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "liveness")][..],
+            ),
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "mask")][..],
+            ),
+            (
+                "facegate_analysis_stage_duration_seconds_count",
+                &[("stage", "pose")][..],
             ),
             (
                 "facegate_store_operation_duration_seconds_count",

@@ -2,6 +2,7 @@
 //! liveness → mask, over the models of one model directory.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use image::{GenericImageView, RgbImage};
 use serde::Serialize;
@@ -199,6 +200,47 @@ pub struct FaceAnalysis {
     pub embedding: Option<Vec<f32>>,
 }
 
+/// Where one analysis spent its time, stage by stage, summed over its
+/// faces: for metrics and profiles (the stages a request did not ask for
+/// stay zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// YuNet: boxes and five points.
+    pub detect: Duration,
+    /// dlib's shape predictor (refined landmarks, the dlib embedder's chip).
+    pub landmarks: Duration,
+    /// Alignment and the embedder.
+    pub embed: Duration,
+    /// Quality gate and MiniFASNet.
+    pub liveness: Duration,
+    /// The mask classifier.
+    pub mask: Duration,
+    /// Head pose from the landmarks.
+    pub pose: Duration,
+}
+
+impl StageTimes {
+    /// Each stage by name.
+    pub fn by_stage(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("detect", self.detect),
+            ("landmarks", self.landmarks),
+            ("embed", self.embed),
+            ("liveness", self.liveness),
+            ("mask", self.mask),
+            ("pose", self.pose),
+        ]
+    }
+}
+
+/// Runs `f`, adding its duration to `total`.
+fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    *total += started.elapsed();
+    out
+}
+
 /// The loaded models; cheap to share (`Arc` it), safe across threads.
 #[derive(Debug)]
 pub struct Engine {
@@ -338,14 +380,26 @@ impl Engine {
         options: &AnalyzeOptions,
         embedder: Embedder,
     ) -> Result<Vec<FaceAnalysis>> {
+        Ok(self.analyze_timed(image, options, embedder)?.0)
+    }
+
+    /// [`Engine::analyze_with`], and where the time went.
+    pub fn analyze_timed(
+        &self,
+        image: &RgbImage,
+        options: &AnalyzeOptions,
+        embedder: Embedder,
+    ) -> Result<(Vec<FaceAnalysis>, StageTimes)> {
         if options.embedding {
             self.embedder_model(embedder)?;
         }
-        let detections = self.detector.detect(image)?;
-        detections
+        let mut times = StageTimes::default();
+        let detections = timed(&mut times.detect, || self.detector.detect(image))?;
+        let faces = detections
             .into_iter()
-            .map(|d| self.analyze_face(image, d, options, embedder))
-            .collect()
+            .map(|d| self.analyze_face(image, d, options, embedder, &mut times))
+            .collect::<Result<_>>()?;
+        Ok((faces, times))
     }
 
     /// Detection only: boxes, landmarks and confidence, largest first.
@@ -359,23 +413,31 @@ impl Engine {
         d: Detection,
         options: &AnalyzeOptions,
         embedder: Embedder,
+        times: &mut StageTimes,
     ) -> Result<FaceAnalysis> {
-        let aligned = self.align(image, &d);
-        let landmarks = aligned.refined_landmarks(&d.landmarks);
+        let (aligned, landmarks) = timed(&mut times.landmarks, || {
+            let aligned = self.align(image, &d);
+            let landmarks = aligned.refined_landmarks(&d.landmarks);
+            (aligned, landmarks)
+        });
         let embedding = if options.embedding {
-            Some(self.embed_aligned(embedder, &aligned, image, &d)?)
+            Some(timed(&mut times.embed, || {
+                self.embed_aligned(embedder, &aligned, image, &d)
+            })?)
         } else {
             None
         };
         let spoof = match options.spoofing {
-            Some(condition) => Some(self.liveness(image, &d.bbox, &d.landmarks, condition)?),
+            Some(condition) => Some(timed(&mut times.liveness, || {
+                self.liveness(image, &d.bbox, &d.landmarks, condition)
+            })?),
             None => None,
         };
         let pose = if options.orientation {
             // YuNet's landmarks give a self-consistent 3-D fit for yaw and
             // pitch but are biased towards upright faces; dlib's cascade
             // follows in-plane rotation, so roll is its eye line.
-            pose::estimate(&d.landmarks).map(|p| Pose {
+            timed(&mut times.pose, || pose::estimate(&d.landmarks)).map(|p| Pose {
                 roll: eye_line_degrees(&landmarks),
                 ..p
             })
@@ -383,12 +445,9 @@ impl Engine {
             None
         };
         let mask = if options.mask {
-            Some(
-                self.mask
-                    .predict(image, &d)
-                    .map_err(|e| VisionError::InvalidInput(format!("mask: {e}")))?
-                    .is_masked(),
-            )
+            let verdict = timed(&mut times.mask, || self.mask.predict(image, &d))
+                .map_err(|e| VisionError::InvalidInput(format!("mask: {e}")))?;
+            Some(verdict.is_masked())
         } else {
             None
         };

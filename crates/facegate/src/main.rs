@@ -35,6 +35,13 @@ enum Command {
         #[arg(long, env = "FACEGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of the server's routes (the same
+    /// one it serves at /openapi.json), e.g. to generate a client.
+    Openapi {
+        /// Leave out /metrics, as a server with `metrics_listen` set does.
+        #[arg(long)]
+        no_metrics: bool,
+    },
     /// Manage the models.
     Models {
         #[command(subcommand)]
@@ -338,6 +345,11 @@ fn ensure_models(model_dir: &Path) -> CmdResult {
 fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Openapi { no_metrics } => {
+            let doc = facegate_server::openapi_document(!no_metrics);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
         Command::Models {
             command: ModelsCommand::Install { dir, mirror },
         } => {

@@ -9,10 +9,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use facegate_core::QualityIssue;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::limits::body_bytes;
 use super::nhn_common::header_str;
@@ -28,9 +30,12 @@ pub const ERROR_MISSING_IMAGE: u32 = 1016;
 /// The image could not be analysed (undecodable, no face, ...).
 pub const ERROR_NOT_ANALYSABLE: u32 = 1017;
 
-/// The route, at the server root.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/modules/liveness", post(liveness))
+/// The OpenAPI tag of this surface's operation.
+pub const TAG: &str = "Argos Face Liveness";
+
+/// The route and its documentation, at the server root.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(liveness))
 }
 
 /// Why an Argos request failed.
@@ -50,12 +55,18 @@ pub enum ArgosError {
     Service(#[from] ServiceError),
 }
 
-#[derive(Serialize)]
+/// An Argos error: 400 (with `errorCode`), 401, 500 or 503.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ArgosError)]
 struct ErrorBody<'a> {
     transaction_id: &'a str,
     message: String,
+    /// 1016: `faceImage` missing or empty; 1017: the image cannot be
+    /// analysed (not decodable, no face, or a face that cannot be judged,
+    /// named in `message`). Absent on 401, 500 and 503.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1016, maximum = 1017)]
     error_code: Option<u32>,
 }
 
@@ -144,17 +155,36 @@ pub fn to_wire(err: &ArgosError, transaction_id: &str) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ArgosScore)]
 struct Score {
+    /// 0-100, higher is more likely a live person; 50 is the balanced
+    /// threshold.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     liveness_score: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ArgosResult)]
 struct Success<'a> {
+    /// Always `id_live_face`.
+    #[schema(value_type = String, example = "id_live_face")]
     api_type: &'static str,
     result: Score,
+    /// Unique per request.
     transaction_id: &'a str,
+}
+
+/// The request body.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // documents what `FaceImage` reads
+struct ArgosRequest {
+    /// The image file, Base64 (a `data:image/...;base64,` prefix is
+    /// tolerated).
+    #[schema(format = Byte)]
+    face_image: String,
 }
 
 /// The vendor tells clients to drop a MIME prefix but tolerating one costs
@@ -209,6 +239,19 @@ impl<S: Send + Sync> FromRequest<S> for FaceImage {
     }
 }
 
+/// Score a face's liveness, 0-100.
+///
+/// The largest face of the image is scored; higher is more likely a live
+/// person.
+#[utoipa::path(post, path = "/modules/liveness", tag = TAG, operation_id = "argosLiveness",
+    request_body = ArgosRequest,
+    responses(
+        (status = 200, description = "The liveness score", body = Success),
+        (status = 400, description = "1016 no image; 1017 not analysable or not judgeable", body = ErrorBody),
+        (status = 401, description = "Missing or unknown x-api-key", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Still loading, or busy", body = ErrorBody),
+    ))]
 async fn liveness(t: Tenant, FaceImage(image): FaceImage) -> Result<Response, ArgosError> {
     let live = t.service.liveness_score(image).await?;
     if let Some(issue) = live.unjudgeable {

@@ -6,12 +6,15 @@
 //! * [`state`]: what handlers share; [`limits`]: request size limits.
 //! * [`nhn_common`]: the NHN envelope, codes, face JSON and extractors.
 //! * [`nhn_reco`], [`nhn_liveness`], [`argos`]: one module per product.
+//! * [`openapi`]: `/openapi.json` and `/docs`, from the handlers'
+//!   annotations; [`scrape`]: `/metrics`.
 
 pub mod argos;
 pub mod limits;
 pub mod nhn_common;
 pub mod nhn_liveness;
 pub mod nhn_reco;
+pub mod openapi;
 pub mod scrape;
 pub mod state;
 
@@ -22,10 +25,11 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::connections::Admission;
 use crate::error::ServiceError;
@@ -257,6 +261,9 @@ fn plain_panic(payload: Box<dyn Any + Send>) -> Response {
         .into_response()
 }
 
+/// Liveness of the process: 200 as soon as it serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = openapi::OPERATIONS_TAG, operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json")))]
 async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
@@ -264,6 +271,11 @@ async fn healthz() -> Response {
 /// Readiness, and which tenant set is in force: its generation (1 at
 /// start, +1 per reload) and a fingerprint of its appKeys, so `facegate
 /// tenants list` can tell whether an edit of the config file is live.
+#[utoipa::path(get, path = "/readyz", tag = openapi::OPERATIONS_TAG, operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: `{status, tenants: {generation, count, digest}}`", content_type = "application/json"),
+        (status = 503, description = "Still loading models, or failed to", content_type = "application/json"),
+    ))]
 async fn readyz(State(st): State<AppState>) -> Response {
     let tenants = st.tenants();
     let tenants = serde_json::json!({
@@ -296,32 +308,47 @@ pub fn router(state: AppState) -> Router {
 /// `metrics_listen` set it is served there instead, by [`scrape::router`],
 /// and this router answers it 404 like any unknown path).
 pub fn router_with(state: AppState, serve_metrics: bool) -> Router {
-    let mut app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
-    if serve_metrics {
-        app = app.route(scrape::PATH, get(scrape::metrics));
-    }
     // Installed here so requests are counted from the first one, wherever
     // /metrics is served.
     telemetry::install();
+    let (app, doc) = routes(serve_metrics).split_for_parts();
+    app.fallback(fallback)
+        .method_not_allowed_fallback(fallback)
+        .layer(Extension(openapi::Document::new(&openapi::finish(doc))))
+        .layer(CatchPanicLayer::custom(plain_panic))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// The OpenAPI document of [`router_with`]`(_, serve_metrics)`, without
+/// building a server (`facegate openapi`).
+pub fn openapi_document(serve_metrics: bool) -> utoipa::openapi::OpenApi {
+    openapi::finish(routes(serve_metrics).into_openapi())
+}
+
+/// Every route with its documentation: the one list both the router and
+/// `/openapi.json` come from.
+fn routes(serve_metrics: bool) -> OpenApiRouter<AppState> {
+    let mut app = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .merge(openapi::router());
+    if serve_metrics {
+        app = app.routes(routes!(scrape::metrics));
+    }
     app.nest(
         "/nhn-face-reco/v1.0/appkeys/{app_key}",
         nhn_reco::router().layer(CatchPanicLayer::custom(nhn_reco_panic)),
     )
     .merge(nhn_liveness::router().layer(CatchPanicLayer::custom(nhn_liveness_panic)))
     .merge(argos::router().layer(CatchPanicLayer::custom(argos_panic)))
-    .fallback(fallback)
-    .method_not_allowed_fallback(fallback)
-    .layer(CatchPanicLayer::custom(plain_panic))
-    .layer(DefaultBodyLimit::max(BODY_LIMIT))
-    .layer(axum::middleware::from_fn(request_context))
-    .with_state(state)
 }
 
 #[cfg(test)]
 mod panic_tests {
     use super::*;
+    use axum::routing::get;
     use tower::ServiceExt;
 
     async fn boom() -> Response {

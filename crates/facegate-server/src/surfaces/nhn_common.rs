@@ -12,6 +12,7 @@ use facegate_core::{Face, FaceBox, Liveness, QualityIssue};
 use facegate_store::{FaceRecord, PageRequest, MAX_PAGE_LIMIT};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::limits::body_bytes;
 use crate::analyzer::AnalyzerError;
@@ -149,25 +150,39 @@ impl NhnCode {
 }
 
 /// `header` of every NHN response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = NhnHeader)]
 pub struct Header {
     /// resultCode >= 0.
     pub is_successful: bool,
-    /// See [`NhnCode`].
+    /// See [`NhnCode`]: 0 success, 40070 partial success, negative an
+    /// error (the table is in the surface's description).
+    #[schema(example = 0)]
     pub result_code: i32,
     /// "Success" or the error's name.
+    #[schema(example = "Success")]
     pub result_message: String,
     /// A human-readable explanation (errors only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Envelope<T: Serialize> {
+/// The body of every NHN answer (HTTP 200 whatever the result):
+/// `header`, plus `data` on success when the route returns any.
+#[derive(Serialize, ToSchema)]
+pub struct Envelope<T: Serialize> {
     header: Header,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<T>,
+}
+
+/// The body of an NHN answer without `data`, and of every NHN error
+/// (`isSuccessful: false`, the code's name, and a `detail`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the shape `envelope` writes without data
+pub struct NhnStatus {
+    header: Header,
 }
 
 /// The `resultCode` of an NHN answer, kept as a response extension for the
@@ -312,12 +327,16 @@ pub fn log_if_internal(code: NhnCode, err: &ServiceError) {
 
 // ---- JSON shapes ---------------------------------------------------------
 
-/// `{url, bytes}`.
-#[derive(Debug, Default, Deserialize)]
+/// `{url, bytes}`: exactly one of the two. JPEG or PNG, at most 3,000,000
+/// bytes, at least 60 px across the face for liveness.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct WireImage {
-    /// `image.url`.
+    /// An http(s) URL facegate downloads (no private addresses; 5 s; at
+    /// most 3 redirects, each checked).
+    #[schema(format = "uri", example = "https://photos.example/portrait.jpg")]
     pub url: Option<String>,
-    /// `image.bytes`.
+    /// The image file, Base64.
+    #[schema(format = Byte)]
     pub bytes: Option<String>,
 }
 
@@ -334,12 +353,17 @@ pub fn required_image(img: Option<WireImage>, field: &str) -> Result<ImageInput,
         .into_input(field)
 }
 
-/// `bbox`, fractions of the image.
-#[derive(Debug, Serialize)]
+/// `bbox`: the face's corners as fractions of the image's width (x) and
+/// height (y), 0-1.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WireBox {
+    #[schema(minimum = 0.0, maximum = 1.0)]
     x0: f32,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     y0: f32,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     x1: f32,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     y1: f32,
 }
 
@@ -356,20 +380,31 @@ impl From<FaceBox> for WireBox {
 
 const LANDMARK_NAMES: [&str; 5] = ["leftEye", "rightEye", "nose", "leftLip", "rightLip"];
 
-/// One landmark.
-#[derive(Debug, Serialize)]
+/// One landmark, in fractions of the image like `bbox`.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WireLandmark {
+    /// `leftEye`, `rightEye`, `nose`, `leftLip` or `rightLip` (left and
+    /// right as seen in the image).
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "leftEye")]
     kind: &'static str,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     x: f32,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     y: f32,
 }
 
-/// `orientation`.
-#[derive(Debug, Serialize)]
+/// `orientation`: head pose in degrees.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WireOrientation {
+    /// Yaw (turn left/right), -90 to 90.
+    #[schema(minimum = -90.0, maximum = 90.0)]
     x: f32,
+    /// Pitch (nod up/down), -90 to 90.
+    #[schema(minimum = -90.0, maximum = 90.0)]
     y: f32,
+    /// Roll (tilt), -180 to 180.
+    #[schema(minimum = -180.0, maximum = 180.0)]
     z: f32,
 }
 
@@ -383,25 +418,37 @@ fn spoofing_reason(issue: QualityIssue) -> &'static str {
     }
 }
 
-/// A face detail (`faceDetails[]`, `sourceFace`, ...).
-#[derive(Debug, Serialize)]
+/// A face detail (`faceDetails[]`, `sourceFace`, ...). A field whose
+/// request option is off is absent.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireFaceDetail {
     bbox: WireBox,
+    /// Five landmarks ordered by x; empty for an aligned crop.
+    #[schema(max_items = 5)]
     landmarks: Vec<WireLandmark>,
+    /// With `orientation: true` (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     orientation: Option<WireOrientation>,
+    /// Whether the face wears a mask; with `mask: true` (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     mask: Option<bool>,
+    /// Whether the face is judged a spoof; with `spoofing: true`, and
+    /// always on the spoofing routes. A face that cannot be judged is
+    /// `true` with `spoofingReason`.
     #[serde(skip_serializing_if = "Option::is_none")]
     spoofing: Option<bool>,
     /// API.md's extension: why a face was not judged (absent when it was).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(FACE_TOO_SMALL|POSE|BLUR|EXPOSURE)$")]
     spoofing_reason: Option<&'static str>,
     /// Why registration's quality gate refused the face (`notAddedFaces`
     /// only, with `register_quality_gate` on).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(FACE_TOO_SMALL|POSE|BLUR|EXPOSURE)$")]
     reason: Option<&'static str>,
+    /// Detector confidence, 0-1 (0 for an aligned crop).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     confidence: f32,
 }
 
@@ -460,14 +507,21 @@ pub fn wire_details<'a>(faces: impl IntoIterator<Item = &'a Face>) -> Vec<WireFa
 }
 
 /// A registered face (`addedFaces[]`, `faces[]`, `matchFaces[].face`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireFace {
+    /// A UUID given at registration.
+    #[schema(format = "uuid")]
     face_id: String,
+    /// The UUID shared by the faces registered from one image.
+    #[schema(format = "uuid")]
     image_id: String,
+    /// The caller's label, when registered with one.
     #[serde(skip_serializing_if = "Option::is_none")]
     external_image_id: Option<String>,
     bbox: WireBox,
+    /// Detector confidence, 0-1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     confidence: f32,
 }
 
@@ -525,9 +579,14 @@ pub fn query_num(value: Option<&str>, name: &str) -> Result<Option<f32>, Service
 }
 
 /// `?limit=&next-token=` of the two listings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size, 1-200; required unless `next-token` is given.
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `nextToken` of the previous page; it fixes the page size it was
+    /// issued with.
     #[serde(rename = "next-token")]
     next_token: Option<String>,
 }
@@ -554,9 +613,17 @@ impl PageQuery {
 }
 
 /// `?limit=&threshold=` of search and compare.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MatchQuery {
+    /// At most this many matches, 1-4096 (required by search; compare
+    /// ignores it).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 4096)]
     limit: Option<String>,
+    /// Only faces at or above this similarity, 1-100 (required). 90 is a
+    /// strict operating point; docs/models.md tabulates false accepts per
+    /// threshold.
+    #[param(value_type = f32, required = true, minimum = 1, maximum = 100)]
     threshold: Option<String>,
 }
 
@@ -659,17 +726,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for NhnJson<T> {
 }
 
 /// The face options common to detect/register/search/compare/verify.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireOptions {
-    /// Default true.
+    /// Report head pose (`orientation`).
+    #[schema(default = true)]
     pub orientation: Option<bool>,
-    /// Default true.
+    /// Report whether each face wears a mask.
+    #[schema(default = true)]
     pub mask: Option<bool>,
-    /// Default false.
+    /// Judge each face's liveness (`spoofing`).
+    #[schema(default = false)]
     pub spoofing: Option<bool>,
-    /// Default balanced.
+    /// `weak`, `balanced` or `strict`: strict flags more faces as spoofs.
+    #[schema(value_type = Option<SpoofingCondition>, default = "balanced")]
     pub spoofing_condition: Option<String>,
+}
+
+/// The liveness sensitivity (`spoofingCondition`); anything else is -40000.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SpoofingCondition {
+    /// Flags fewest faces.
+    Weak,
+    /// The default.
+    Balanced,
+    /// Flags most faces.
+    Strict,
 }
 
 impl WireOptions {

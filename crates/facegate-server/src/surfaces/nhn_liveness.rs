@@ -10,23 +10,27 @@ use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::limits::{body_bytes, too_large};
 use super::nhn_common::{
     classify, error_response, log_if_internal, nhn_credentials, parse_json, required_image,
-    NhnCode, NhnOk, WireFaceDetail, WireImage,
+    Envelope, NhnCode, NhnOk, SpoofingCondition, WireImage,
 };
-use super::nhn_reco::spoofing_details;
+use super::nhn_reco::{spoofing_details, FaceDetails};
 use super::state::AppState;
 use crate::error::ServiceError;
 use crate::service::{parse_condition, ImageInput, Service};
 
-/// The route, at the server root.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1.0/appkeys/{app_key}/spoofing", post(spoofing))
+/// The OpenAPI tag of this surface's operation.
+pub const TAG: &str = "NHN Face Liveness";
+
+/// The route and its documentation, at the server root.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(spoofing))
 }
 
 /// The one mapping of [`ServiceError`] onto this surface.
@@ -85,10 +89,25 @@ pub struct SpoofingForm {
     condition: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = LivenessJsonBody)]
 struct JsonBody {
+    #[schema(value_type = WireImage, required = true)]
     image: Option<WireImage>,
+    #[schema(value_type = Option<SpoofingCondition>, default = "balanced")]
+    spoofing_condition: Option<String>,
+}
+
+/// The `multipart/form-data` form of the request.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // documents the parts `read_multipart` reads
+struct LivenessUpload {
+    /// The image file (JPEG or PNG).
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    image_file: Vec<u8>,
+    #[schema(value_type = Option<SpoofingCondition>, default = "balanced")]
     spoofing_condition: Option<String>,
 }
 
@@ -116,21 +135,20 @@ impl<S: Send + Sync> FromRequest<S> for SpoofingForm {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FaceDetails {
-    face_detail_count: usize,
-    face_details: Vec<WireFaceDetail>,
-}
-
+/// Judge each face's liveness.
+///
+/// A JSON body or a `multipart/form-data` upload. A face that could not be
+/// judged is `spoofing: true` with `spoofingReason`.
+#[utoipa::path(post, path = "/v1.0/appkeys/{app_key}/spoofing", tag = TAG, operation_id = "livenessSpoofing",
+    request_body(content(
+        (JsonBody = "application/json"),
+        (LivenessUpload = "multipart/form-data"),
+    )),
+    responses((status = 200, description = "Each face's verdict, or an error in the envelope", body = Envelope<FaceDetails>)))]
 async fn spoofing(t: Tenant, form: SpoofingForm) -> Result<NhnOk<FaceDetails>, LivenessError> {
     let condition = parse_condition(form.condition.as_deref())?;
     let outcome = t.service.spoofing(form.image, false, condition).await?;
-    let face_details = spoofing_details(&outcome);
-    Ok(NhnOk::data(FaceDetails {
-        face_detail_count: face_details.len(),
-        face_details,
-    }))
+    Ok(NhnOk::data(FaceDetails::new(spoofing_details(&outcome))))
 }
 
 async fn read_multipart<S: Send + Sync>(

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::limits::COMPARE_BODY_LIMIT;
 use super::nhn_common::{
     classify, error_response, log_if_internal, nhn_credentials, required_image, wire_details,
-    MatchQuery, NhnCode, NhnJson, NhnOk, NhnPath, NhnQuery, PageQuery, WireFace, WireFaceDetail,
-    WireImage, WireOptions,
+    Envelope, MatchQuery, NhnCode, NhnJson, NhnOk, NhnPath, NhnQuery, NhnStatus, PageQuery,
+    WireFace, WireFaceDetail, WireImage, WireOptions,
 };
 use super::state::AppState;
 use crate::error::ServiceError;
@@ -28,27 +29,26 @@ use crate::service::{
 /// The API key header of this surface.
 pub const API_KEY_HEADER: &str = "x-nhn-apikey";
 
-/// The routes, relative to `/nhn-face-reco/v1.0/appkeys/{app_key}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/groups", post(create_group).get(list_groups))
-        .route(
-            "/groups/{group_id}",
-            get(get_group).delete(delete_group).post(register),
-        )
-        .route("/groups/{group_id}/faces", get(list_faces))
-        .route(
-            "/groups/{group_id}/faces/{face_id}",
-            get(search_by_face).delete(delete_face),
-        )
-        .route("/groups/{group_id}/search", post(search_by_image))
-        .route("/detect", post(detect))
-        .route(
-            "/compare",
-            post(compare).layer(DefaultBodyLimit::max(COMPARE_BODY_LIMIT)),
-        )
-        .route("/verify/groups/{group_id}/faces/{face_id}", post(verify))
-        .route("/spoofing", post(spoofing))
+/// The OpenAPI tag of this surface's operations.
+pub const TAG: &str = "NHN Face Recognition Plus";
+
+/// The routes and their documentation, relative to
+/// `/nhn-face-reco/v1.0/appkeys/{app_key}`.
+pub fn router() -> OpenApiRouter<AppState> {
+    // Compare takes two images, so its body may be twice as large.
+    let compare_route = OpenApiRouter::new()
+        .routes(routes!(compare))
+        .layer(DefaultBodyLimit::max(COMPARE_BODY_LIMIT));
+    OpenApiRouter::new()
+        .routes(routes!(create_group, list_groups))
+        .routes(routes!(get_group, delete_group, register))
+        .routes(routes!(list_faces))
+        .routes(routes!(search_by_face, delete_face))
+        .routes(routes!(search_by_image))
+        .routes(routes!(detect))
+        .merge(compare_route)
+        .routes(routes!(verify))
+        .routes(routes!(spoofing))
 }
 
 /// The one mapping of [`ServiceError`] onto this surface's envelope.
@@ -105,15 +105,20 @@ impl FromRequestParts<AppState> for Tenant {
 }
 
 /// `{group_id}` of the path.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct GroupPath {
+    /// The group, `[a-z0-9-]{1,255}`.
     group_id: String,
 }
 
 /// `{group_id}` and `{face_id}` of the path.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct FacePath {
+    /// The group, `[a-z0-9-]{1,255}`.
     group_id: String,
+    /// A registered face's `faceId`.
     face_id: String,
 }
 
@@ -135,12 +140,18 @@ impl Tenant {
 
 // ---- groups ----------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateGroupBody {
+    /// The new group's id; an invalid one is -40010, an existing one -40020.
+    #[schema(value_type = String, required = true, pattern = "^[a-z0-9-]{1,255}$")]
     group_id: Option<String>,
 }
 
+/// Create a group.
+#[utoipa::path(post, path = "/groups", tag = TAG, operation_id = "createGroup",
+    request_body = CreateGroupBody,
+    responses((status = 200, description = "Created (resultCode 0), or an error in the envelope", body = NhnStatus)))]
 async fn create_group(t: Tenant, NhnJson(b): NhnJson<CreateGroupBody>) -> Reply<()> {
     let id = b
         .group_id
@@ -149,21 +160,26 @@ async fn create_group(t: Tenant, NhnJson(b): NhnJson<CreateGroupBody>) -> Reply<
     Ok(NhnOk::empty())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupSummary {
     group_id: String,
     model_version: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupList {
     group_count: usize,
     groups: Vec<GroupSummary>,
+    /// The token of the next page; "" when there is none.
     next_token: String,
 }
 
+/// List the tenant's groups, a page at a time.
+#[utoipa::path(get, path = "/groups", tag = TAG, operation_id = "listGroups",
+    params(PageQuery),
+    responses((status = 200, description = "A page of groups, or an error in the envelope", body = Envelope<GroupList>)))]
 async fn list_groups(t: Tenant, NhnQuery(q): NhnQuery<PageQuery>) -> Reply<GroupList> {
     let page = t.service.list_groups(&t.app_key, q.page()?).await?;
     Ok(NhnOk::data(GroupList {
@@ -180,22 +196,30 @@ async fn list_groups(t: Tenant, NhnQuery(q): NhnQuery<PageQuery>) -> Reply<Group
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupDetail {
     group_id: String,
+    /// The embedding model the group's vectors come from.
     model_version: String,
+    /// `YYYY-MM-DDTHH:MM:SS`, UTC.
+    #[schema(example = "2026-12-04T09:30:00")]
     create_time: String,
     face_count: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupDetails {
+    /// Always 1.
     group_count: usize,
     groups: Vec<GroupDetail>,
 }
 
+/// One group: its model, creation time and face count.
+#[utoipa::path(get, path = "/groups/{group_id}", tag = TAG, operation_id = "getGroup",
+    params(GroupPath),
+    responses((status = 200, description = "The group, or an error in the envelope", body = Envelope<GroupDetails>)))]
 async fn get_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<GroupDetails> {
     let g = t.service.get_group(&t.group(p.group_id)).await?;
     Ok(NhnOk::data(GroupDetails {
@@ -209,6 +233,10 @@ async fn get_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<GroupDeta
     }))
 }
 
+/// Delete a group and all its faces, permanently.
+#[utoipa::path(delete, path = "/groups/{group_id}", tag = TAG, operation_id = "deleteGroup",
+    params(GroupPath),
+    responses((status = 200, description = "Deleted, or an error in the envelope", body = NhnStatus)))]
 async fn delete_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<()> {
     t.service.delete_group(&t.group(p.group_id)).await?;
     Ok(NhnOk::empty())
@@ -216,22 +244,24 @@ async fn delete_group(t: Tenant, NhnPath(p): NhnPath<GroupPath>) -> Reply<()> {
 
 // ---- faces -----------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ImageBody {
+    #[schema(value_type = WireImage, required = true)]
     image: Option<WireImage>,
     #[serde(flatten)]
     options: WireOptions,
 }
 
-#[derive(Serialize)]
+/// The faces found in an image (at most 20, largest first).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct FaceDetails {
+pub(super) struct FaceDetails {
     face_detail_count: usize,
     face_details: Vec<WireFaceDetail>,
 }
 
 impl FaceDetails {
-    fn new(face_details: Vec<WireFaceDetail>) -> Self {
+    pub(super) fn new(face_details: Vec<WireFaceDetail>) -> Self {
         FaceDetails {
             face_detail_count: face_details.len(),
             face_details,
@@ -239,6 +269,12 @@ impl FaceDetails {
     }
 }
 
+/// Detect faces: box, landmarks, pose, mask, and liveness on request.
+///
+/// At most 20 faces, largest first.
+#[utoipa::path(post, path = "/detect", tag = TAG, operation_id = "detect",
+    request_body = ImageBody,
+    responses((status = 200, description = "The faces, or an error in the envelope", body = Envelope<FaceDetails>)))]
 async fn detect(t: Tenant, NhnJson(b): NhnJson<ImageBody>) -> Reply<FaceDetails> {
     let opts = b.options.parse()?;
     let faces = t
@@ -248,17 +284,22 @@ async fn detect(t: Tenant, NhnJson(b): NhnJson<ImageBody>) -> Reply<FaceDetails>
     Ok(NhnOk::data(FaceDetails::new(wire_details(&faces))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegisterBody {
+    #[schema(value_type = WireImage, required = true)]
     image: Option<WireImage>,
+    /// The caller's label for the image, `[a-zA-Z0-9_.\-:]{1,255}`.
+    #[schema(pattern = "^[a-zA-Z0-9_.\\-:]{1,255}$")]
     external_image_id: Option<String>,
+    /// Register at most this many faces, the largest first (1-20).
+    #[schema(value_type = i32, required = true, minimum = 1, maximum = 20)]
     limit: Option<i64>,
     #[serde(flatten)]
     options: WireOptions,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Registered {
     model_version: String,
@@ -269,6 +310,13 @@ struct Registered {
     not_added_faces: Vec<WireFaceDetail>,
 }
 
+/// Register the largest `limit` faces of an image into a group.
+///
+/// When the group's quota leaves room for only some, resultCode is 40070
+/// with the faces that fit added; when none fit, -40070.
+#[utoipa::path(post, path = "/groups/{group_id}", tag = TAG, operation_id = "registerFaces",
+    params(GroupPath), request_body = RegisterBody,
+    responses((status = 200, description = "Added and not added faces (resultCode 0 or 40070), or an error in the envelope", body = Envelope<Registered>)))]
 async fn register(
     t: Tenant,
     NhnPath(p): NhnPath<GroupPath>,
@@ -299,20 +347,29 @@ async fn register(
     ))
 }
 
+/// Delete one registered face.
+#[utoipa::path(delete, path = "/groups/{group_id}/faces/{face_id}", tag = TAG, operation_id = "deleteFace",
+    params(FacePath),
+    responses((status = 200, description = "Deleted, or an error in the envelope", body = NhnStatus)))]
 async fn delete_face(t: Tenant, NhnPath(p): NhnPath<FacePath>) -> Reply<()> {
     t.service.delete_face(&t.face(p)).await?;
     Ok(NhnOk::empty())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FaceList {
     model_version: String,
     face_count: usize,
     faces: Vec<WireFace>,
+    /// The token of the next page; "" when there is none.
     next_token: String,
 }
 
+/// List a group's faces, newest first, a page at a time.
+#[utoipa::path(get, path = "/groups/{group_id}/faces", tag = TAG, operation_id = "listFaces",
+    params(GroupPath, PageQuery),
+    responses((status = 200, description = "A page of faces, or an error in the envelope", body = Envelope<FaceList>)))]
 async fn list_faces(
     t: Tenant,
     NhnPath(p): NhnPath<GroupPath>,
@@ -332,13 +389,15 @@ async fn list_faces(
 
 // ---- matching --------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct WireMatch {
     face: WireFace,
+    /// Calibrated similarity, 0-100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     similarity: f32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Matches {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -373,6 +432,13 @@ fn search_params(q: &MatchQuery) -> Result<SearchParams, ServiceError> {
     })
 }
 
+/// Search a group with one of its registered faces.
+///
+/// Matches by similarity descending; the query face itself is not among
+/// them.
+#[utoipa::path(get, path = "/groups/{group_id}/faces/{face_id}", tag = TAG, operation_id = "searchByFace",
+    params(FacePath, MatchQuery),
+    responses((status = 200, description = "Matches, or an error in the envelope", body = Envelope<Matches>)))]
 async fn search_by_face(
     t: Tenant,
     NhnPath(p): NhnPath<FacePath>,
@@ -385,6 +451,10 @@ async fn search_by_face(
     Ok(NhnOk::data(Matches::new(&matches)))
 }
 
+/// Search a group with the largest face of an image.
+#[utoipa::path(post, path = "/groups/{group_id}/search", tag = TAG, operation_id = "searchByImage",
+    params(GroupPath, MatchQuery), request_body = ImageBody,
+    responses((status = 200, description = "Matches and the query face, or an error in the envelope", body = Envelope<Matches>)))]
 async fn search_by_image(
     t: Tenant,
     NhnPath(p): NhnPath<GroupPath>,
@@ -405,23 +475,29 @@ async fn search_by_image(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CompareBody {
+    /// Its largest face is compared.
+    #[schema(value_type = WireImage, required = true)]
     source_image: Option<WireImage>,
+    /// Every face of it is compared.
+    #[schema(value_type = WireImage, required = true)]
     target_image: Option<WireImage>,
     #[serde(flatten)]
     options: WireOptions,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ScoredDetail {
     face_detail: WireFaceDetail,
+    /// Calibrated similarity, 0-100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     similarity: f32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Compared {
     model_version: String,
@@ -441,6 +517,14 @@ fn scored(v: &[(facegate_core::Face, f32)]) -> Vec<ScoredDetail> {
         .collect()
 }
 
+/// Compare the largest face of one image with every face of another.
+///
+/// Matched (at or above `threshold`) and unmatched lists, by similarity
+/// descending. Image errors name the failing image (`...:Source`,
+/// `...:Target`).
+#[utoipa::path(post, path = "/compare", tag = TAG, operation_id = "compareFaces",
+    params(MatchQuery), request_body = CompareBody,
+    responses((status = 200, description = "Matched and unmatched faces, or an error in the envelope", body = Envelope<Compared>)))]
 async fn compare(
     t: Tenant,
     NhnQuery(q): NhnQuery<MatchQuery>,
@@ -461,22 +545,30 @@ async fn compare(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct VerifyBody {
+    /// Its largest face is compared with the registered face.
+    #[schema(value_type = WireImage, required = true)]
     compare_image: Option<WireImage>,
     #[serde(flatten)]
     options: WireOptions,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Verified {
+    /// Calibrated similarity, 0-100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     similarity: f32,
     face: WireFace,
     source_face: WireFaceDetail,
 }
 
+/// Verify an image's largest face against one registered face.
+#[utoipa::path(post, path = "/verify/groups/{group_id}/faces/{face_id}", tag = TAG, operation_id = "verifyFace",
+    params(FacePath), request_body = VerifyBody,
+    responses((status = 200, description = "The similarity, or an error in the envelope", body = Envelope<Verified>)))]
 async fn verify(
     t: Tenant,
     NhnPath(p): NhnPath<FacePath>,
@@ -494,11 +586,16 @@ async fn verify(
 
 // ---- liveness --------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SpoofingBody {
+    #[schema(value_type = WireImage, required = true)]
     image: Option<WireImage>,
+    /// The image is a 224x224 face crop: no detection (another size is
+    /// -45070); the one face detail has a zero box and no landmarks.
+    #[schema(default = false)]
     aligned: Option<bool>,
+    #[schema(value_type = Option<super::nhn_common::SpoofingCondition>, default = "balanced")]
     spoofing_condition: Option<String>,
 }
 
@@ -510,6 +607,13 @@ pub(super) fn spoofing_details(outcome: &SpoofingOutcome) -> Vec<WireFaceDetail>
     }
 }
 
+/// Judge each face's liveness.
+///
+/// `spoofing: true` is a spoof, or a face that could not be judged, with
+/// `spoofingReason`.
+#[utoipa::path(post, path = "/spoofing", tag = TAG, operation_id = "recoSpoofing",
+    request_body = SpoofingBody,
+    responses((status = 200, description = "Each face's verdict, or an error in the envelope", body = Envelope<FaceDetails>)))]
 async fn spoofing(t: Tenant, NhnJson(b): NhnJson<SpoofingBody>) -> Reply<FaceDetails> {
     let condition = parse_condition(b.spoofing_condition.as_deref())?;
     let image = required_image(b.image, "image")?;

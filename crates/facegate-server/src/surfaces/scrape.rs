@@ -48,6 +48,8 @@ fn sample(st: &AppState) {
 }
 
 /// The handler of [`PATH`].
+#[utoipa::path(get, path = "/metrics", tag = super::openapi::OPERATIONS_TAG, operation_id = "metrics",
+    responses((status = 200, description = "The Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     sample(&st);
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], telemetry::render()).into_response()

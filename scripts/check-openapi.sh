@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Validates the server's OpenAPI document (both variants: with /metrics on
-# the public listener and without) against the OpenAPI 3.1 schema, with the
+# Validates the server's OpenAPI document (with and without its optional
+# routes, /metrics and the console) against the OpenAPI 3.1 schema, with the
 # reference validator (openapi-spec-validator, pinned) in a virtual
 # environment under target/. The route coverage, ranges and /docs are
 # checked by crates/facegate-server/tests/openapi.rs.
@@ -13,8 +13,8 @@ if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "openapi-spec-validator==0.9.0"
 fi
-for variant in "" --no-metrics; do
-  out="$root/target/openapi${variant:+-no-metrics}.json"
+for variant in "" --no-metrics --no-console; do
+  out="$root/target/openapi${variant:+-${variant#--}}.json"
   cargo run --quiet -p facegate -- openapi $variant > "$out"
   "$venv/bin/openapi-spec-validator" "$out"
 done

@@ -36,4 +36,4 @@ pub use operator::{config, keys, tenants};
 pub use service::{Service, ServiceOptions};
 pub use startup::{serve, start, RunningServer, StartOptions};
 pub use surfaces::nhn_common::NhnCode;
-pub use surfaces::{openapi_document, router, router_with, AppState, Readiness};
+pub use surfaces::{openapi_document, router, router_with, AppState, PublicRoutes, Readiness};

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::connections;
 use crate::error::ServerError;
 use crate::service::{Service, ServiceOptions};
-use crate::surfaces::{router_with, scrape, AppState};
+use crate::surfaces::{router_with, scrape, AppState, PublicRoutes};
 use crate::tenants::Tenants;
 
 /// Knobs that are not in the config file (tests shorten them).
@@ -271,6 +271,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
         crate::operator::reload::watch_config(state.live_tenants().clone(), path, config.clone());
     }
     let init_state = state.clone();
+    let console = config.console;
     tokio::spawn(async move {
         let result = tokio::task::spawn_blocking(move || open_service(&config, &options)).await;
         match result {
@@ -286,7 +287,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<RunningServe
         }
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router_with(state.clone(), metrics_listener.is_none());
+    let app = router_with(
+        state.clone(),
+        PublicRoutes {
+            metrics: metrics_listener.is_none(),
+            console,
+        },
+    );
     let task = tokio::spawn(connections::serve(listener, app, limits, async {
         let _ = rx.await;
     }));

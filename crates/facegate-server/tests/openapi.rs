@@ -9,6 +9,7 @@ use facegate_test_support::server as common;
 use std::collections::BTreeSet;
 
 use common::*;
+use facegate_server::PublicRoutes;
 use serde_json::Value;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -172,6 +173,10 @@ fn the_document_covers_every_route_and_nothing_else() {
             ("GET", "/docs"),
             ("GET", "/docs/docs.js"),
             ("GET", "/docs/docs.css"),
+            ("GET", "/console"),
+            ("GET", "/console/"),
+            ("GET", "/console/console.js"),
+            ("GET", "/console/console.css"),
         ]
         .into_iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -274,58 +279,70 @@ fn the_document_covers_every_route_and_nothing_else() {
 }
 
 #[test]
-fn the_docs_page_is_self_contained() {
+fn the_docs_page_and_the_console_are_self_contained() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let s = TestServer::start(dir.path(), Setup::default()).await;
-        let page = send("GET", &format!("{}/docs", s.base), &[], None).await;
-        assert_eq!(page.status, 200);
-        assert!(page.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html"));
-        let csp = page.headers["content-security-policy"].to_str().unwrap();
-        for directive in [
-            "default-src 'none'",
-            "script-src 'self'",
-            "connect-src 'self'",
-            "frame-ancestors 'none'",
-        ] {
-            assert!(csp.contains(directive), "{directive} in {csp}");
-        }
-        let html = page.text();
-        for (asset, content_type) in [
-            ("/docs/docs.js", "text/javascript"),
-            ("/docs/docs.css", "text/css"),
-        ] {
-            assert!(html.contains(&format!("\"{asset}\"")), "{asset} linked");
-            let r = send("GET", &format!("{}{asset}", s.base), &[], None).await;
-            assert_eq!(r.status, 200);
-            assert!(r.headers["content-type"]
+        let pages = [
+            ("/docs", ["/docs/docs.js", "/docs/docs.css"]),
+            ("/console/", ["/console/console.js", "/console/console.css"]),
+        ];
+        for (path, assets) in pages {
+            let page = send("GET", &format!("{}{path}", s.base), &[], None).await;
+            assert_eq!(page.status, 200);
+            assert!(page.headers["content-type"]
                 .to_str()
                 .unwrap()
-                .starts_with(content_type));
-            assert_eq!(r.headers["x-content-type-options"], "nosniff");
-            // Offline: nothing is fetched from anywhere but this server.
-            let text = r.text();
-            for other_origin in ["http:", "https:", "url(", "@import"] {
-                assert!(!text.contains(other_origin), "{asset} loads from elsewhere");
+                .starts_with("text/html"));
+            let csp = page.headers["content-security-policy"].to_str().unwrap();
+            for directive in [
+                "default-src 'none'",
+                "script-src 'self'",
+                "style-src 'self'",
+                "connect-src 'self'",
+                "frame-ancestors 'none'",
+            ] {
+                assert!(csp.contains(directive), "{path}: {directive} in {csp}");
             }
-            assert!(!text.contains("innerHTML"), "{asset} writes HTML");
+            let html = page.text();
+            for (asset, content_type) in assets.into_iter().zip(["text/javascript", "text/css"]) {
+                assert!(html.contains(&format!("\"{asset}\"")), "{asset} linked");
+                let r = send("GET", &format!("{}{asset}", s.base), &[], None).await;
+                assert_eq!(r.status, 200);
+                assert!(r.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(content_type));
+                assert_eq!(r.headers["x-content-type-options"], "nosniff");
+                // Offline: nothing is fetched from anywhere but this server.
+                let text = r.text();
+                for other_origin in ["http:", "https:", "url(", "@import"] {
+                    assert!(!text.contains(other_origin), "{asset} loads from elsewhere");
+                }
+                assert!(!text.contains("innerHTML"), "{asset} writes HTML");
+            }
+            assert!(
+                !html.contains("<script>") && !html.contains("style="),
+                "{path}: inline code"
+            );
+            assert!(!html.contains("http://") && !html.contains("https://"));
         }
-        assert!(
-            !html.contains("<script>") && !html.contains("style="),
-            "inline code"
-        );
-        assert!(!html.contains("http://") && !html.contains("https://"));
     });
 }
 
 #[test]
-fn without_metrics_on_the_public_listener_the_document_leaves_it_out() {
-    let with = serde_json::to_value(facegate_server::openapi_document(true)).unwrap();
-    let without = serde_json::to_value(facegate_server::openapi_document(false)).unwrap();
-    assert!(with["paths"]["/metrics"]["get"].is_object());
-    assert!(without["paths"].get("/metrics").is_none());
-    assert_eq!(operations(&with).len(), operations(&without).len() + 1);
+fn optional_routes_left_out_of_the_router_are_left_out_of_the_document() {
+    let document = |metrics, console| {
+        let routes = PublicRoutes { metrics, console };
+        serde_json::to_value(facegate_server::openapi_document(routes)).unwrap()
+    };
+    let all = document(true, true);
+    let no_metrics = document(false, true);
+    let no_console = document(true, false);
+    assert!(all["paths"]["/metrics"]["get"].is_object());
+    assert!(no_metrics["paths"].get("/metrics").is_none());
+    assert_eq!(operations(&all).len(), operations(&no_metrics).len() + 1);
+    assert!(all["paths"]["/console/"]["get"].is_object());
+    assert!(no_console["paths"].get("/console/").is_none());
+    assert_eq!(operations(&all).len(), operations(&no_console).len() + 4);
 }

@@ -5,3 +5,5 @@ pub mod pg;
 pub mod rng;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "browser")]
+pub mod webdriver;

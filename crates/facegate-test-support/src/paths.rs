@@ -20,9 +20,15 @@ pub fn model_dir() -> PathBuf {
     dir_from_env("FACEGATE_MODEL_DIR", "target/test-models")
 }
 
-/// A fetched test photo (`FACEGATE_TEST_ASSETS`, else target/test-assets).
+/// Where a fetched test photo is (`FACEGATE_TEST_ASSETS`, else
+/// target/test-assets).
+pub fn asset_path(name: &str) -> PathBuf {
+    dir_from_env("FACEGATE_TEST_ASSETS", "target/test-assets").join(name)
+}
+
+/// A fetched test photo (see [`asset_path`]).
 pub fn asset(name: &str) -> Vec<u8> {
-    let path = dir_from_env("FACEGATE_TEST_ASSETS", "target/test-assets").join(name);
+    let path = asset_path(name);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-test-assets.sh)", path.display()))
 }

@@ -41,6 +41,9 @@ enum Command {
         /// Leave out /metrics, as a server with `metrics_listen` set does.
         #[arg(long)]
         no_metrics: bool,
+        /// Leave out the console, as a server with `console = false` does.
+        #[arg(long)]
+        no_console: bool,
     },
     /// Manage the models.
     Models {
@@ -345,8 +348,14 @@ fn ensure_models(model_dir: &Path) -> CmdResult {
 fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Openapi { no_metrics } => {
-            let doc = facegate_server::openapi_document(!no_metrics);
+        Command::Openapi {
+            no_metrics,
+            no_console,
+        } => {
+            let doc = facegate_server::openapi_document(facegate_server::PublicRoutes {
+                metrics: !no_metrics,
+                console: !no_console,
+            });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }

@@ -36,6 +36,8 @@ const SCALAR_KEYS: &[&str] = &[
     "master_key_file",
     "runtime",
     "allow_private_urls",
+    "register_quality_gate",
+    "console",
     "max_faces_per_group",
     "max_image_pixels",
     "header_timeout_secs",
@@ -195,6 +197,10 @@ pub struct Config {
     /// `text` or `json` lines on stderr.
     #[serde(default, skip_serializing_if = "LogFormat::is_text")]
     pub log_format: LogFormat,
+    /// Serve the web console at `/console/` (it calls the public APIs
+    /// with keys the user types, so it adds no privileged route).
+    #[serde(default = "default_console")]
+    pub console: bool,
     /// The tenants.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -215,6 +221,10 @@ fn default_idle_timeout() -> u64 {
 fn default_shutdown_timeout() -> u64 {
     ConnectionLimits::default().shutdown_timeout.as_secs()
 }
+fn default_console() -> bool {
+    true
+}
+
 fn default_store_timeout() -> u64 {
     facegate_store::GalleryOptions::default()
         .store_timeout
@@ -256,6 +266,7 @@ impl Default for Config {
             decode_memory_bytes: 0,
             metrics_listen: None,
             log_format: LogFormat::Text,
+            console: default_console(),
             tenants: Vec::new(),
         }
     }

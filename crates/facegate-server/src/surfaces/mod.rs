@@ -10,6 +10,8 @@
 //!   annotations; [`scrape`]: `/metrics`.
 
 pub mod argos;
+pub mod console;
+pub mod embedded;
 pub mod limits;
 pub mod nhn_common;
 pub mod nhn_liveness;
@@ -301,17 +303,35 @@ async fn readyz(State(st): State<AppState>) -> Response {
 /// it in its own error format (an internal error; the panic's text goes to
 /// the log only), everything else with a plain JSON 500.
 pub fn router(state: AppState) -> Router {
-    router_with(state, true)
+    router_with(state, PublicRoutes::default())
 }
 
-/// [`router`], with `/metrics` only when `serve_metrics` (with
-/// `metrics_listen` set it is served there instead, by [`scrape::router`],
-/// and this router answers it 404 like any unknown path).
-pub fn router_with(state: AppState, serve_metrics: bool) -> Router {
+/// The optional routes of the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicRoutes {
+    /// `/metrics` (with `metrics_listen` set it is served there instead,
+    /// by [`scrape::router`], and this router answers it 404 like any
+    /// unknown path).
+    pub metrics: bool,
+    /// The web console under `/console/` (`console` in the config).
+    pub console: bool,
+}
+
+impl Default for PublicRoutes {
+    fn default() -> Self {
+        PublicRoutes {
+            metrics: true,
+            console: true,
+        }
+    }
+}
+
+/// [`router`] with only the optional routes `optional` names.
+pub fn router_with(state: AppState, optional: PublicRoutes) -> Router {
     // Installed here so requests are counted from the first one, wherever
     // /metrics is served.
     telemetry::install();
-    let (app, doc) = routes(serve_metrics).split_for_parts();
+    let (app, doc) = routes(optional).split_for_parts();
     app.fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .layer(Extension(openapi::Document::new(&openapi::finish(doc))))
@@ -321,21 +341,24 @@ pub fn router_with(state: AppState, serve_metrics: bool) -> Router {
         .with_state(state)
 }
 
-/// The OpenAPI document of [`router_with`]`(_, serve_metrics)`, without
+/// The OpenAPI document of [`router_with`]`(_, optional)`, without
 /// building a server (`facegate openapi`).
-pub fn openapi_document(serve_metrics: bool) -> utoipa::openapi::OpenApi {
-    openapi::finish(routes(serve_metrics).into_openapi())
+pub fn openapi_document(optional: PublicRoutes) -> utoipa::openapi::OpenApi {
+    openapi::finish(routes(optional).into_openapi())
 }
 
 /// Every route with its documentation: the one list both the router and
 /// `/openapi.json` come from.
-fn routes(serve_metrics: bool) -> OpenApiRouter<AppState> {
+fn routes(optional: PublicRoutes) -> OpenApiRouter<AppState> {
     let mut app = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .merge(openapi::router());
-    if serve_metrics {
+    if optional.metrics {
         app = app.routes(routes!(scrape::metrics));
+    }
+    if optional.console {
+        app = app.merge(console::router());
     }
     app.nest(
         "/nhn-face-reco/v1.0/appkeys/{app_key}",

@@ -11,9 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
@@ -22,6 +20,7 @@ use utoipa::openapi::{Components, License, ObjectBuilder, OpenApi, Required, Typ
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::embedded::{Embedded, CSS, HTML, JAVASCRIPT};
 use super::nhn_common::NhnCode;
 use super::state::AppState;
 use super::{argos, nhn_liveness, nhn_reco};
@@ -55,31 +54,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/openapi.json", tag = OPERATIONS_TAG, operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI 3.1 document of this server", content_type = "application/json")))]
 async fn openapi_json(Extension(doc): Extension<Document>) -> Response {
-    asset("application/json", doc.0.to_string())
+    page("application/json").respond(doc.0.to_string())
 }
 
 /// The API reference page, rendered from `/openapi.json` in the browser.
 #[utoipa::path(get, path = "/docs", tag = OPERATIONS_TAG, operation_id = "docs",
     responses((status = 200, description = "An HTML page", content_type = "text/html")))]
 async fn docs_page() -> Response {
-    asset("text/html; charset=utf-8", include_str!("docs/index.html"))
+    page(HTML).respond(include_str!("docs/index.html"))
 }
 
 /// The reference page's script.
 #[utoipa::path(get, path = "/docs/docs.js", tag = OPERATIONS_TAG, operation_id = "docsScript",
     responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
 async fn docs_script() -> Response {
-    asset(
-        "text/javascript; charset=utf-8",
-        include_str!("docs/docs.js"),
-    )
+    page(JAVASCRIPT).respond(include_str!("docs/docs.js"))
 }
 
 /// The reference page's style sheet.
 #[utoipa::path(get, path = "/docs/docs.css", tag = OPERATIONS_TAG, operation_id = "docsStyle",
     responses((status = 200, description = "CSS", content_type = "text/css")))]
 async fn docs_style() -> Response {
-    asset("text/css; charset=utf-8", include_str!("docs/docs.css"))
+    page(CSS).respond(include_str!("docs/docs.css"))
 }
 
 /// What the page may load: its own script, style and document, nothing
@@ -88,20 +84,11 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
-    let mut resp = body.into().into_response();
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(DOCS_CSP),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+fn page(content_type: &'static str) -> Embedded {
+    Embedded {
+        content_type,
+        csp: DOCS_CSP,
+    }
 }
 
 /// Each surface's credentials, as security schemes: (scheme, header).

@@ -335,7 +335,7 @@
       }
       rows.append(tr);
     });
-    if (!faces.length) rows.append(el('tr', {}, el('td', { colSpan: 7, text: 'No faces detected.' })));
+    $('analyse-faces').caption.textContent = 'Detected faces (' + faces.length + ')';
     setStatus('analyse-status', faces.length + ' face(s) detected.');
 
     if (liveness) {
@@ -370,7 +370,8 @@
       if (!token) break;
     }
     clear(body);
-    if (!groups.length) { body.append(el('tr', {}, el('td', { colSpan: 4, text: 'No groups yet.' }))); return; }
+    $('group-list').caption.textContent = groups.length ? 'Groups (' + groups.length + ')' : 'Groups: none yet';
+    if (!groups.length) return;
     const cells = groups.map((g) => {
       const count = el('td', { text: '…' });
       const model = el('td', { text: g.modelVersion || '–' });
@@ -428,7 +429,7 @@
         el('td', { text: fmt(f.confidence, 3) }),
         el('td', {}, el('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': 'Delete face ' + f.faceId, onclick: () => deleteFace(groupId, f.faceId) }))));
     }
-    if (!(d.faces || []).length) body.append(el('tr', {}, el('td', { colSpan: 5, text: 'No faces on this page.' })));
+    $('face-list').caption.textContent = (d.faces || []).length ? 'Faces on this page: ' + d.faces.length : 'No faces on this page';
     $('faces-next').disabled = !facesNext;
     if (!token) $('faces-heading').focus();
   }
@@ -474,6 +475,7 @@
     if (given && !EXT_OK.test(given)) { throw new ApiError(null, 'InvalidInput', 'External image id may only contain a-z A-Z 0-9 _ . - :'); }
     const body = tbody('enrol-results');
     clear(body);
+    setStatus('enrol-status', 'Enrolling ' + files.length + ' file(s)…');
     let lastErr = null, ok = 0;
     for (const file of files) {
       const ext = externalIdFor(file, given, files.length);
@@ -505,7 +507,7 @@
         tr.className = 'bad';
       }
     }
-    body.append(el('tr', { class: 'summary' }, el('td', { colSpan: 3, text: ok + ' of ' + files.length + ' file(s) enrolled.' })));
+    setStatus('enrol-status', ok + ' of ' + files.length + ' file(s) enrolled.');
     if (lastErr) throw lastErr;
   }
 

@@ -1,10 +1,17 @@
 //! Face detection with YuNet (2023mar, anchor-free, 5 landmarks).
 //!
-//! The published model only accepts a 640×640 input in both runtimes, so the
-//! image is scaled to fit (never enlarged) and padded at the bottom/right with
-//! zeros, as OpenCV's `FaceDetectorYN` pads. Results are mapped back to the
-//! original image's pixels.
+//! The image is scaled to fit 640×640 (never enlarged) and padded at the
+//! bottom/right with zeros, as OpenCV's `FaceDetectorYN` pads. The published
+//! graph declares a fixed 640×640 input, but its operations are all
+//! convolutional and its reshapes are `[1, -1, k]`, so the same weights run
+//! on a smaller canvas once the declared shapes are rewritten
+//! ([`graph_for_canvas`]): a small photo no longer pays for 640×640.
+//! Results are mapped back to the original image's pixels.
 
+use std::sync::{Arc, Mutex};
+
+use facegate_onnx::proto::{Dimension, DimensionValue};
+use facegate_onnx::Message;
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 
@@ -12,9 +19,14 @@ use crate::error::{Result, VisionError};
 use crate::geometry::{BoxF, FivePoints, Point};
 use crate::runtime::{Model, Runtime};
 
-/// The detector's square input side.
+/// The largest canvas side, the published graph's.
 pub const YUNET_INPUT: usize = 640;
 const STRIDES: [usize; 3] = [8, 16, 32];
+/// Canvas sides are multiples of the coarsest stride (the graph's two
+/// upsampling joins need it).
+const CANVAS_ALIGN: usize = 32;
+/// Canvas sizes kept loaded at once (each is a model of its own).
+const MAX_CANVASES: usize = 16;
 
 /// One detected face, in pixels of the input image.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +44,12 @@ pub struct DetectorOptions {
     pub nms_iou: f32,
     /// Faces whose shorter box side is below this many pixels are dropped.
     pub min_face_px: f32,
+    /// `None`: every image on the full 640×640 canvas. `Some(m)`: on the
+    /// smallest 32-aligned canvas that holds the fitted image plus `m`
+    /// zero pixels right and below. YuNet's deep layers see about 128 px
+    /// into the padding, so with `m` = 128 the detections match the
+    /// full canvas's (docs/benchmarks.md, "Detection canvas").
+    pub canvas_margin: Option<usize>,
 }
 
 impl Default for DetectorOptions {
@@ -40,14 +58,22 @@ impl Default for DetectorOptions {
             score_threshold: 0.6,
             nms_iou: 0.3,
             min_face_px: 20.0,
+            canvas_margin: Some(128),
         }
     }
 }
 
+/// A canvas size, (width, height).
+type Canvas = (usize, usize);
+
 /// YuNet face detector.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    model: Model,
+    runtime: Runtime,
+    /// The published graph, rewritten for each canvas size on first use.
+    source: Arc<[u8]>,
+    /// Loaded canvases, least recently used first.
+    canvases: Arc<Mutex<Vec<(Canvas, Model)>>>,
     /// Output positions of cls/obj/bbox/kps for each stride.
     outputs: [[usize; 4]; 3],
     options: DetectorOptions,
@@ -55,7 +81,8 @@ pub struct Detector {
 
 impl Detector {
     pub fn load(runtime: &Runtime, onnx: &[u8], options: DetectorOptions) -> Result<Self> {
-        let model = runtime.load("yunet", onnx, [1, 3, YUNET_INPUT, YUNET_INPUT])?;
+        let full = (YUNET_INPUT, YUNET_INPUT);
+        let model = runtime.load("yunet", onnx, [1, 3, full.1, full.0])?;
         let mut outputs = [[0; 4]; 3];
         for (slot, stride) in outputs.iter_mut().zip(STRIDES) {
             for (k, kind) in ["cls", "obj", "bbox", "kps"].iter().enumerate() {
@@ -63,10 +90,53 @@ impl Detector {
             }
         }
         Ok(Self {
-            model,
+            runtime: runtime.clone(),
+            source: onnx.into(),
+            canvases: Arc::new(Mutex::new(vec![(full, model)])),
             outputs,
             options,
         })
+    }
+
+    /// The canvas an image fitted to `w`×`h` runs on.
+    fn canvas_for(&self, w: usize, h: usize) -> Canvas {
+        match self.options.canvas_margin {
+            None => (YUNET_INPUT, YUNET_INPUT),
+            Some(margin) => {
+                let side = |n: usize| {
+                    ((n + margin).div_ceil(CANVAS_ALIGN) * CANVAS_ALIGN).min(YUNET_INPUT)
+                };
+                (side(w), side(h))
+            }
+        }
+    }
+
+    /// The model of a canvas size, loaded on first use and kept among the
+    /// [`MAX_CANVASES`] most recently used.
+    fn model_for(&self, canvas: Canvas) -> Result<Model> {
+        let lock_err = || VisionError::InvalidModel("yunet canvas cache poisoned".into());
+        {
+            let mut loaded = self.canvases.lock().map_err(|_| lock_err())?;
+            if let Some(i) = loaded.iter().position(|(size, _)| *size == canvas) {
+                let entry = loaded.remove(i);
+                let model = entry.1.clone();
+                loaded.push(entry);
+                return Ok(model);
+            }
+        }
+        // Loaded outside the lock: other sizes stay usable meanwhile (two
+        // requests may both load a new size; one copy is kept).
+        let (w, h) = canvas;
+        let graph = graph_for_canvas(&self.source, w, h)?;
+        let model = self.runtime.load("yunet", &graph, [1, 3, h, w])?;
+        let mut loaded = self.canvases.lock().map_err(|_| lock_err())?;
+        if !loaded.iter().any(|(size, _)| *size == canvas) {
+            if loaded.len() >= MAX_CANVASES {
+                loaded.remove(0);
+            }
+            loaded.push((canvas, model.clone()));
+        }
+        Ok(model)
     }
 
     /// Detects faces, ranked as every layer ranks them
@@ -112,16 +182,17 @@ impl Detector {
             resized = imageops::resize(from, sw, sh, FilterType::Triangle);
             &resized
         };
-        let input = bgr_planar_padded(src, YUNET_INPUT);
-        let out = self.model.run(&input)?;
+        let (cw, ch) = self.canvas_for(sw as usize, sh as usize);
+        let input = bgr_planar_padded(src, cw, ch);
+        let out = self.model_for((cw, ch))?.run(&input)?;
         // Exact scale factors per axis after rounding the resized size.
         let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
         let mut candidates = Vec::new();
         for (slot, stride) in self.outputs.iter().zip(STRIDES) {
             let [cls, obj, bbox, kps] = slot.map(|i| &out[i].data);
-            let cols = YUNET_INPUT / stride;
-            let n = cols * cols;
-            if cls.len() < n || obj.len() < n || bbox.len() < 4 * n || kps.len() < 10 * n {
+            let cols = cw / stride;
+            let n = cols * (ch / stride);
+            if cls.len() != n || obj.len() != n || bbox.len() != 4 * n || kps.len() != 10 * n {
                 return Err(VisionError::InvalidModel("yunet output shape".into()));
             }
             let s = stride as f32;
@@ -175,14 +246,47 @@ fn nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> {
     kept
 }
 
-/// NCHW BGR float 0..255, zero-padded to `side`×`side` at the bottom/right.
-fn bgr_planar_padded(img: &RgbImage, side: usize) -> Vec<f32> {
-    let plane = side * side;
+/// YuNet's graph declaring a `width`×`height` input: the input's shape
+/// rewritten, and the intermediate and output shapes the export recorded for
+/// 640×640 dropped (runtimes infer them; tract would otherwise hold the
+/// model to them).
+pub fn graph_for_canvas(onnx: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    let invalid = |what: &str| VisionError::InvalidModel(format!("yunet: {what}"));
+    let mut model = facegate_onnx::decode(onnx).map_err(|e| invalid(&e.to_string()))?;
+    let graph = model.graph.as_mut().ok_or_else(|| invalid("no graph"))?;
+    let shape = graph
+        .input
+        .first_mut()
+        .and_then(|i| i.r#type.as_mut())
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+        .ok_or_else(|| invalid("no input shape"))?;
+    if shape.dim.len() != 4 {
+        return Err(invalid("input is not NCHW"));
+    }
+    for (axis, size) in [(2, height), (3, width)] {
+        shape.dim[axis] = Dimension {
+            value: Some(DimensionValue::DimValue(size as i64)),
+        };
+    }
+    graph.value_info.clear();
+    for output in &mut graph.output {
+        if let Some(t) = output.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
+            t.shape = None;
+        }
+    }
+    Ok(model.encode_to_vec())
+}
+
+/// NCHW BGR float 0..255, zero-padded to `width`×`height` at the
+/// bottom/right.
+fn bgr_planar_padded(img: &RgbImage, width: usize, height: usize) -> Vec<f32> {
+    let plane = width * height;
     let mut out = vec![0.0f32; 3 * plane];
     for (x, y, p) in img.enumerate_pixels() {
         let (x, y) = (x as usize, y as usize);
-        if x < side && y < side {
-            let i = y * side + x;
+        if x < width && y < height {
+            let i = y * width + x;
             out[i] = p[2] as f32;
             out[plane + i] = p[1] as f32;
             out[2 * plane + i] = p[0] as f32;
@@ -218,12 +322,17 @@ mod tests {
     #[test]
     fn padding_puts_bgr_planes_at_the_top_left() {
         let img = RgbImage::from_pixel(2, 1, image::Rgb([10, 20, 30]));
-        let t = bgr_planar_padded(&img, 4);
+        let t = bgr_planar_padded(&img, 4, 4);
         assert_eq!(t.len(), 48);
         assert_eq!((t[0], t[16], t[32]), (30.0, 20.0, 10.0));
         assert_eq!(t[1], 30.0);
         assert_eq!(t[2], 0.0);
         assert_eq!(t[4], 0.0);
+        // A canvas wider than tall: rows are `width` long.
+        let img = RgbImage::from_pixel(1, 2, image::Rgb([10, 20, 30]));
+        let t = bgr_planar_padded(&img, 3, 2);
+        assert_eq!(t.len(), 18);
+        assert_eq!((t[0], t[3], t[1], t[6]), (30.0, 30.0, 0.0, 20.0));
     }
 }
 

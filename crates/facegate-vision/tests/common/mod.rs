@@ -55,13 +55,18 @@ pub fn runtimes() -> Vec<Runtime> {
         "{} missing: run scripts/test.sh",
         lib.display()
     );
-    let ort = Runtime::new(&RuntimeConfig {
-        kind: RuntimeKind::OnnxRuntime,
-        ort_library: Some(lib),
-        sessions_per_model: 1,
-    })
-    .expect("ONNX Runtime loads");
-    vec![ort, Runtime::tract()]
+    // ONNX Runtime allows one environment per process: every test of the
+    // binary shares the first one.
+    static ORT: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+    let ort = ORT.get_or_init(|| {
+        Runtime::new(&RuntimeConfig {
+            kind: RuntimeKind::OnnxRuntime,
+            ort_library: Some(lib),
+            sessions_per_model: 1,
+        })
+        .expect("ONNX Runtime loads")
+    });
+    vec![ort.clone(), Runtime::tract()]
 }
 
 /// The shared mask/no-mask photo set (`<workspace>/../shared/datasets/masked_faces`).

@@ -4,8 +4,9 @@
 //! bottom/right with zeros, as OpenCV's `FaceDetectorYN` pads. The published
 //! graph declares a fixed 640×640 input, but its operations are all
 //! convolutional and its reshapes are `[1, -1, k]`, so the same weights run
-//! on a smaller canvas once the declared shapes are rewritten
-//! ([`graph_for_canvas`]): a small photo no longer pays for 640×640.
+//! on a smaller square canvas (256, 384 or 512) once the declared shapes
+//! are rewritten ([`graph_for_canvas`]): a small photo no longer pays for
+//! 640×640.
 //! Results are mapped back to the original image's pixels.
 
 use std::sync::{Arc, Mutex};
@@ -22,11 +23,12 @@ use crate::runtime::{Model, Runtime};
 /// The largest canvas side, the published graph's.
 pub const YUNET_INPUT: usize = 640;
 const STRIDES: [usize; 3] = [8, 16, 32];
-/// Canvas sides are multiples of the coarsest stride (the graph's two
-/// upsampling joins need it).
-const CANVAS_ALIGN: usize = 32;
-/// Canvas sizes kept loaded at once (each is a model of its own).
-const MAX_CANVASES: usize = 16;
+/// The square canvases detection runs on. Each is a model of its own with
+/// its own runtime memory (about 25 MB per canvas and session with ONNX
+/// Runtime), so there are few of them: per-image sizes grew the process by
+/// 470 MB over 42 sizes. Multiples of 32, the coarsest stride, as the
+/// graph's upsampling joins need.
+const CANVAS_SIDES: [usize; 4] = [256, 384, 512, YUNET_INPUT];
 
 /// One detected face, in pixels of the input image.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,10 +47,11 @@ pub struct DetectorOptions {
     /// Faces whose shorter box side is below this many pixels are dropped.
     pub min_face_px: f32,
     /// `None`: every image on the full 640×640 canvas. `Some(m)`: on the
-    /// smallest 32-aligned canvas that holds the fitted image plus `m`
-    /// zero pixels right and below. YuNet's deep layers see about 128 px
-    /// into the padding, so with `m` = 128 the detections match the
-    /// full canvas's (docs/benchmarks.md, "Detection canvas").
+    /// smallest of the canvases 256, 384, 512 and 640 square that holds
+    /// the fitted image plus `m` zero pixels right and below. YuNet's deep
+    /// layers see about 128 px into the padding, so with `m` = 128 the
+    /// detections match the full canvas's (docs/benchmarks.md, "Detection
+    /// canvas").
     pub canvas_margin: Option<usize>,
 }
 
@@ -72,7 +75,7 @@ pub struct Detector {
     runtime: Runtime,
     /// The published graph, rewritten for each canvas size on first use.
     source: Arc<[u8]>,
-    /// Loaded canvases, least recently used first.
+    /// The canvases loaded so far.
     canvases: Arc<Mutex<Vec<(Canvas, Model)>>>,
     /// Output positions of cls/obj/bbox/kps for each stride.
     outputs: [[usize; 4]; 3],
@@ -103,25 +106,24 @@ impl Detector {
         match self.options.canvas_margin {
             None => (YUNET_INPUT, YUNET_INPUT),
             Some(margin) => {
-                let side = |n: usize| {
-                    ((n + margin).div_ceil(CANVAS_ALIGN) * CANVAS_ALIGN).min(YUNET_INPUT)
-                };
-                (side(w), side(h))
+                let need = w.max(h) + margin;
+                let side = CANVAS_SIDES
+                    .into_iter()
+                    .find(|&side| side >= need)
+                    .unwrap_or(YUNET_INPUT);
+                (side, side)
             }
         }
     }
 
-    /// The model of a canvas size, loaded on first use and kept among the
-    /// [`MAX_CANVASES`] most recently used.
+    /// The model of a canvas size, loaded on first use and kept (there are
+    /// at most [`CANVAS_SIDES`]`.len()`).
     fn model_for(&self, canvas: Canvas) -> Result<Model> {
         let lock_err = || VisionError::InvalidModel("yunet canvas cache poisoned".into());
         {
-            let mut loaded = self.canvases.lock().map_err(|_| lock_err())?;
-            if let Some(i) = loaded.iter().position(|(size, _)| *size == canvas) {
-                let entry = loaded.remove(i);
-                let model = entry.1.clone();
-                loaded.push(entry);
-                return Ok(model);
+            let loaded = self.canvases.lock().map_err(|_| lock_err())?;
+            if let Some((_, model)) = loaded.iter().find(|(size, _)| *size == canvas) {
+                return Ok(model.clone());
             }
         }
         // Loaded outside the lock: other sizes stay usable meanwhile (two
@@ -131,9 +133,6 @@ impl Detector {
         let model = self.runtime.load("yunet", &graph, [1, 3, h, w])?;
         let mut loaded = self.canvases.lock().map_err(|_| lock_err())?;
         if !loaded.iter().any(|(size, _)| *size == canvas) {
-            if loaded.len() >= MAX_CANVASES {
-                loaded.remove(0);
-            }
             loaded.push((canvas, model.clone()));
         }
         Ok(model)

@@ -356,22 +356,42 @@ impl AsyncRead for TrackedIo {
 }
 
 impl TrackedIo {
-    fn note_write<T>(&self, r: &Poll<io::Result<T>>) {
+    /// Records a write's outcome. Only bytes accepted by the socket, or a
+    /// stalled write getting through, count as I/O: hyper flushes an empty
+    /// buffer when a connection's task first runs, and counting that would
+    /// order idle connections by when their tasks were scheduled rather
+    /// than by when they last moved data.
+    fn note_write(&self, r: &Poll<io::Result<usize>>) {
         match r {
-            Poll::Pending => {
-                let now = self.registry.now();
-                let _ = self.activity.write_stalled.compare_exchange(
-                    NONE,
-                    now,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-            }
-            Poll::Ready(_) => {
-                self.activity.write_stalled.store(NONE, Ordering::SeqCst);
-                self.moved();
+            Poll::Pending => self.note_stall(),
+            Poll::Ready(r) => {
+                let was_stalled = self.activity.write_stalled.swap(NONE, Ordering::SeqCst) != NONE;
+                if was_stalled || matches!(r, Ok(n) if *n > 0) {
+                    self.moved();
+                }
             }
         }
+    }
+
+    fn note_flush(&self, r: &Poll<io::Result<()>>) {
+        match r {
+            Poll::Pending => self.note_stall(),
+            Poll::Ready(_) => {
+                if self.activity.write_stalled.swap(NONE, Ordering::SeqCst) != NONE {
+                    self.moved();
+                }
+            }
+        }
+    }
+
+    fn note_stall(&self) {
+        let now = self.registry.now();
+        let _ = self.activity.write_stalled.compare_exchange(
+            NONE,
+            now,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 }
 
@@ -388,7 +408,7 @@ impl AsyncWrite for TrackedIo {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.note_write(&r);
+        self.note_flush(&r);
         r
     }
 

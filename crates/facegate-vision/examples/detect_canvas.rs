@@ -159,6 +159,7 @@ fn main() {
         kind: RuntimeKind::OnnxRuntime,
         ort_library: Some(models.join("sources").join(ORT_LIBRARY_NAME)),
         sessions_per_model: 1,
+        lone_run_threads: 1,
     };
     let runtimes = [
         ("onnxruntime", Runtime::new(&ort).expect("ONNX Runtime")),

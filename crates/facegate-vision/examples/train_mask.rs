@@ -177,6 +177,7 @@ fn load_runtime() -> Res<Runtime> {
             kind: RuntimeKind::OnnxRuntime,
             ort_library: Some(lib),
             sessions_per_model: 1,
+            lone_run_threads: 1,
         })?);
     }
     eprintln!("ONNX Runtime not provisioned; detecting with tract (slower)");

@@ -200,6 +200,52 @@ fn roc_auc(genuine: &[f32], impostor: &[f32]) -> f64 {
     wins / (genuine.len() as f64 * imp.len() as f64)
 }
 
+/// A run alone on ONNX Runtime uses a multi-threaded session; it must give
+/// the numbers the one-thread sessions give, and runs that overlap must
+/// fall back to the one-thread sessions.
+#[test]
+fn a_lone_run_on_all_cores_gives_the_one_thread_numbers() {
+    let sface = std::fs::read(common::model_dir().join(facegate_vision::files::SFACE_EMBEDDER))
+        .expect("SFace provisioned");
+    let shape = [1, 3, 112, 112];
+    let narrow = ort().load("sface", &sface, shape).unwrap();
+    let wide = ort()
+        .with_lone_run_threads(2)
+        .load("sface", &sface, shape)
+        .unwrap();
+    let input: Vec<f32> = (0..3 * 112 * 112)
+        .map(|i| ((i * 7919) % 256) as f32)
+        .collect();
+    let one_thread = narrow.run(&input).unwrap().remove(0).data;
+    let largest_difference = |out: &[f32]| {
+        one_thread
+            .iter()
+            .zip(out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    let lone = wide.run(&input).unwrap().remove(0).data;
+    assert_eq!(narrow.lone_runs(), 0);
+    assert_eq!(wide.lone_runs(), 1);
+    assert!(
+        largest_difference(&lone) <= 1e-4,
+        "{}",
+        largest_difference(&lone)
+    );
+    // Four threads at once: most runs overlap another and stay on one thread.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let out = wide.run(&input).unwrap().remove(0).data;
+                    assert!(largest_difference(&out) <= 1e-4);
+                }
+            });
+        }
+    });
+    assert!(wide.lone_runs() < 21, "{}", wide.lone_runs());
+}
+
 #[test]
 fn orl_identities_separate() {
     let orl = common::workspace_root().join("../shared/datasets/orl_faces/images");

@@ -23,6 +23,21 @@
 //! ./target/release/examples/serve_bench --soak 300
 //! ```
 //!
+//! With `--load SECS` it runs the client-scaling load instead: one `facegate
+//! serve` on the chosen runtime, then for each operation (register, detect
+//! with spoofing, search by image) and each client count, that many client
+//! threads send requests back to back for SECS seconds; it prints faces/s,
+//! p50/p99 latency and errors per cell, and each count's throughput against
+//! one client's:
+//!
+//! ```sh
+//! ./target/release/examples/serve_bench --load 15 --clients 1,2,8,32 --runtime onnxruntime
+//! ./target/release/examples/serve_bench --load 15 --clients 1,2,8,32 --runtime tract
+//! ```
+//!
+//! `--photos DIR` (../shared/datasets/spoof_dev/nuaa/live: 640×480 webcam
+//! frames, one face each) are the images, read recursively.
+//!
 //! Options: `--faces N` (100000), `--starts N` cold starts per case (5),
 //! `--registrations N` store-level registrations per case (1000),
 //! `--http-registrations N` photos registered over HTTP per case (200),
@@ -59,6 +74,10 @@ struct Args {
     orl: PathBuf,
     postgres: Option<String>,
     soak: Option<u64>,
+    load: Option<u64>,
+    clients: Vec<usize>,
+    runtime: String,
+    photos: PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -71,6 +90,10 @@ fn parse_args() -> Args {
         orl: PathBuf::from("../shared/datasets/orl_faces/images"),
         postgres: None,
         soak: None,
+        load: None,
+        clients: vec![1, 2, 8, 32],
+        runtime: "onnxruntime".into(),
+        photos: PathBuf::from("../shared/datasets/spoof_dev/nuaa/live"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,6 +108,19 @@ fn parse_args() -> Args {
             "--orl" => a.orl = PathBuf::from(value),
             "--postgres" => a.postgres = Some(value),
             "--soak" => a.soak = Some(num() as u64),
+            "--load" => a.load = Some(num() as u64),
+            "--clients" => {
+                a.clients = value
+                    .split(',')
+                    .map(|c| {
+                        c.trim()
+                            .parse()
+                            .expect("--clients: numbers separated by commas")
+                    })
+                    .collect()
+            }
+            "--runtime" => a.runtime = value,
+            "--photos" => a.photos = PathBuf::from(value),
             other => panic!("unknown option {other}"),
         }
     }
@@ -200,13 +236,14 @@ fn start_server(config: &Path, addr: &str) -> (Server, Duration) {
     }
 }
 
-fn write_config(dir: &Path, addr: &str, database_url: &str, models: &Path) -> PathBuf {
+/// Writes a config for one server; `extra` holds more top-level keys.
+fn write_config(dir: &Path, addr: &str, database_url: &str, models: &Path, extra: &str) -> PathBuf {
     let path = dir.join("facegate.toml");
     std::fs::write(
         &path,
         format!(
             "listen = {addr:?}\ndata_dir = {data:?}\nmodel_dir = {models:?}\n\
-             database_url = {database_url:?}\nmax_faces_per_group = 10000000\n\n\
+             database_url = {database_url:?}\nmax_faces_per_group = 10000000\n{extra}\n\
              [[tenants]]\napp_key = {APP:?}\nface_api_key = {FACE_KEY:?}\n\
              liveness_secret_key = \"bench-live\"\nargos_api_key = \"bench-argos\"\n",
             data = dir.display().to_string(),
@@ -346,7 +383,7 @@ fn soak(args: &Args, secs: u64) {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let database_url = format!("sqlite://{}", dir.path().join("facegate.db").display());
-    let config = write_config(dir.path(), &addr, &database_url, &args.models);
+    let config = write_config(dir.path(), &addr, &database_url, &args.models, "");
     let (server, _) = start_server(&config, &addr);
     let pid = server.child.id();
     let reco = |path: &str| format!("/nhn-face-reco/v1.0/appkeys/{APP}{path}");
@@ -441,8 +478,168 @@ fn soak(args: &Args, secs: u64) {
     drop(server);
 }
 
+/// Image files under `dir`, recursively, in a stable order.
+fn photo_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if path.is_dir() {
+                stack.push(path);
+            } else if ["jpg", "jpeg", "png"].contains(&ext.to_ascii_lowercase().as_str()) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One load cell's requests: (latency ms, faces answered, success).
+type Samples = Vec<(f64, u64, bool)>;
+
+/// `clients` threads send `bodies` (round robin) to `path` for `secs`
+/// seconds; `faces` reads how many faces a successful answer covered.
+fn load_cell(
+    addr: &str,
+    path: &str,
+    bodies: &[Vec<u8>],
+    clients: usize,
+    secs: u64,
+    faces: fn(&serde_json::Value) -> u64,
+) -> (Samples, f64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let samples: Samples = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut i = c;
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let answer = http(addr, "POST", path, &bodies[i % bodies.len()]);
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        let v = answer
+                            .ok()
+                            .filter(|(status, _)| *status == 200)
+                            .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                            .filter(|v| v["header"]["resultCode"].as_i64() == Some(0));
+                        out.push((ms, v.as_ref().map_or(0, faces), v.is_some()));
+                        i += clients;
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    (samples, started.elapsed().as_secs_f64())
+}
+
+/// The client-scaling load: register, detect with spoofing and search at
+/// each client count, on one server.
+fn load(args: &Args, secs: u64) {
+    let photos = photo_files(&args.photos);
+    assert!(
+        !photos.is_empty(),
+        "no photos under {}",
+        args.photos.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let database_url = format!("sqlite://{}", dir.path().join("facegate.db").display());
+    let extra = format!("runtime = {:?}", args.runtime);
+    let config = write_config(dir.path(), &addr, &database_url, &args.models, &extra);
+    let (_server, ready) = start_server(&config, &addr);
+    let reco = |path: &str| format!("/nhn-face-reco/v1.0/appkeys/{APP}{path}");
+    let (status, _) = http(&addr, "POST", &reco("/groups"), br#"{"groupId":"load"}"#).unwrap();
+    assert_eq!(status, 200);
+    let images: Vec<serde_json::Value> = photos
+        .iter()
+        .map(|p| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap());
+            serde_json::json!({"bytes": b64})
+        })
+        .collect();
+    let bodies = |extra: serde_json::Value| -> Vec<Vec<u8>> {
+        images
+            .iter()
+            .map(|image| {
+                let mut body = extra.clone();
+                body["image"] = image.clone();
+                body.to_string().into_bytes()
+            })
+            .collect()
+    };
+    let register = bodies(serde_json::json!({"limit": 1}));
+    let detect = bodies(serde_json::json!({"spoofing": true}));
+    let search = bodies(serde_json::json!({}));
+    // Warm-up: every photo once, so each detection canvas is loaded.
+    for body in &detect {
+        http(&addr, "POST", &reco("/detect"), body).unwrap();
+    }
+    println!(
+        "runtime {}, {} photos from {}, ready in {:.1} s, {secs} s per cell, clients and server share this machine's {} cores",
+        args.runtime,
+        photos.len(),
+        args.photos.display(),
+        ready.as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    type Faces = fn(&serde_json::Value) -> u64;
+    let ops: [(&str, String, &[Vec<u8>], Faces); 3] = [
+        ("register", reco("/groups/load"), &register, |v| {
+            v["data"]["addedFaces"]
+                .as_array()
+                .map_or(0, |a| a.len() as u64)
+        }),
+        ("detect + spoofing", reco("/detect"), &detect, |v| {
+            v["data"]["faceDetailCount"].as_u64().unwrap_or(0)
+        }),
+        (
+            "search by image",
+            reco("/groups/load/search?limit=10&threshold=50"),
+            &search,
+            |_| 1,
+        ),
+    ];
+    println!(
+        "| operation | clients | requests | faces/s | vs first count | p50 ms | p99 ms | errors |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, path, bodies, faces) in ops {
+        let mut one_client = None;
+        for &clients in &args.clients {
+            let (samples, elapsed) = load_cell(&addr, &path, bodies, clients, secs, faces);
+            let rate = samples.iter().map(|s| s.1).sum::<u64>() as f64 / elapsed;
+            let base = *one_client.get_or_insert(rate);
+            let mut ms: Vec<f64> = samples.iter().map(|s| s.0).collect();
+            ms.sort_by(f64::total_cmp);
+            let errors = samples.iter().filter(|s| !s.2).count();
+            println!(
+                "| {name} | {clients} | {} | {rate:.1} | {:.2}× | {:.1} | {:.1} | {errors} |",
+                samples.len(),
+                rate / base,
+                percentile(&ms, 0.5),
+                percentile(&ms, 0.99),
+            );
+        }
+    }
+}
+
 fn main() {
     let args = parse_args();
+    if let Some(secs) = args.load {
+        load(&args, secs);
+        return;
+    }
     if let Some(secs) = args.soak {
         soak(&args, secs);
         return;
@@ -533,9 +730,9 @@ fn main() {
 
     // Cold starts.
     let empty_addr = format!("127.0.0.1:{}", free_port());
-    let empty_config = write_config(empty_dir.path(), &empty_addr, &empty_url, &args.models);
+    let empty_config = write_config(empty_dir.path(), &empty_addr, &empty_url, &args.models, "");
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), &addr, &database_url, &args.models);
+    let config = write_config(dir.path(), &addr, &database_url, &args.models, "");
     let (mut empty_times, mut full_times) = (Vec::new(), Vec::new());
     for _ in 0..args.starts {
         let (s, t) = start_server(&empty_config, &empty_addr);

@@ -63,6 +63,7 @@ pub fn runtimes() -> Vec<Runtime> {
             kind: RuntimeKind::OnnxRuntime,
             ort_library: Some(lib),
             sessions_per_model: 1,
+            lone_run_threads: 1,
         })
         .expect("ONNX Runtime loads")
     });

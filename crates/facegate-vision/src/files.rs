@@ -17,6 +17,9 @@ pub const SPOOF_V2: &str = "minifasnet_v2_2.7.onnx";
 pub const SPOOF_V1SE: &str = "minifasnet_v1se_4.0.onnx";
 /// Folder holding the ONNX Runtime shared library.
 pub const ONNXRUNTIME_DIR: &str = "onnxruntime";
+/// Folder holding ONNX Runtime's GPU build and the CUDA libraries it loads
+/// (`facegate models install --gpu`), with its own manifest.
+pub const ONNXRUNTIME_GPU_DIR: &str = "onnxruntime-gpu";
 /// Folder with every model's licence and attribution.
 pub const LICENSES_DIR: &str = "licenses";
 /// Folder with the verified upstream files the models were converted from.

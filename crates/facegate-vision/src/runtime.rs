@@ -63,9 +63,14 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// The default configuration for a model directory: ONNX Runtime is used
-    /// when `DIR/onnxruntime/libonnxruntime.so.1.31.1` exists.
+    /// when `DIR/onnxruntime/libonnxruntime.so.1.31.1` exists; `cuda` uses
+    /// the GPU build under `DIR/onnxruntime-gpu/` (`models install --gpu`).
     pub fn for_model_dir(kind: RuntimeKind, model_dir: &Path) -> Self {
-        let lib = model_dir.join("onnxruntime").join(ORT_LIBRARY_NAME);
+        let folder = match kind {
+            RuntimeKind::Cuda => crate::files::ONNXRUNTIME_GPU_DIR,
+            _ => crate::files::ONNXRUNTIME_DIR,
+        };
+        let lib = model_dir.join(folder).join(ORT_LIBRARY_NAME);
         Self {
             kind,
             ort_library: lib.is_file().then_some(lib),
@@ -106,6 +111,9 @@ fn ort_environment(
     lib: &Path,
     cuda: bool,
 ) -> std::result::Result<ort::environment::Environment, String> {
+    if cuda {
+        preload_cuda(lib.parent().unwrap_or(Path::new(".")))?;
+    }
     let loaded = ORT_LOADED.get_or_init(|| {
         ort::init_from(lib)
             .map(|_| lib.to_path_buf())
@@ -121,12 +129,82 @@ fn ort_environment(
         Ok(_) => {}
         Err(e) => return Err(e.clone()),
     }
-    let mut builder = ort::init().with_name("facegate");
-    if cuda {
-        builder =
-            builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]);
-    }
-    builder.build().map_err(|e| e.to_string())
+    // The CUDA provider is chosen per session (Runtime::load), so one
+    // process can hold CPU and GPU sessions side by side.
+    ort::init()
+        .with_name("facegate")
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The CUDA libraries `models install --gpu` lays out beside ONNX Runtime,
+/// loaded once per process.
+static CUDA_PRELOADED: OnceLock<std::result::Result<usize, String>> = OnceLock::new();
+
+/// Loads the NVIDIA driver and then every CUDA library in `dir` with
+/// global symbol visibility, so that when ONNX Runtime opens its CUDA
+/// provider the provider's dependencies (cudart, cuBLAS, cuDNN, ...) are
+/// already resolved by soname, without system CUDA or `LD_LIBRARY_PATH`.
+fn preload_cuda(dir: &Path) -> std::result::Result<usize, String> {
+    CUDA_PRELOADED
+        .get_or_init(|| {
+            use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+            // SAFETY: loading a shared library runs its initialisers; these
+            // are the NVIDIA driver and the hash-pinned libraries that
+            // `models install --gpu` verified.
+            let open = |path: &Path| unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) };
+            open(Path::new("libcuda.so.1"))
+                .map(std::mem::forget)
+                .map_err(|e| {
+                    format!(
+                        "runtime = \"cuda\" needs an NVIDIA GPU and its driver (CUDA 13: driver \
+                     580 or newer), but libcuda.so.1 cannot be loaded: {e}"
+                    )
+                })?;
+            let mut pending: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| {
+                    format!(
+                        "{}: {e}; run `facegate models install --gpu`",
+                        dir.display()
+                    )
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.contains(".so") && !n.starts_with("libonnxruntime"))
+                })
+                .collect();
+            pending.sort();
+            // Libraries depend on each other; load what can be loaded until
+            // nothing more can (each round loads at least one or stops).
+            let mut loaded = 0;
+            loop {
+                let before = pending.len();
+                let mut last_error = String::new();
+                pending.retain(|path| match open(path) {
+                    Ok(lib) => {
+                        std::mem::forget(lib);
+                        false
+                    }
+                    Err(e) => {
+                        last_error = e.to_string();
+                        true
+                    }
+                });
+                loaded += before - pending.len();
+                if pending.is_empty() {
+                    return Ok(loaded);
+                }
+                if pending.len() == before {
+                    return Err(format!(
+                        "cannot load the CUDA libraries in {}: {last_error}",
+                        dir.display()
+                    ));
+                }
+            }
+        })
+        .clone()
 }
 
 impl Runtime {
@@ -136,8 +214,12 @@ impl Runtime {
             RuntimeKind::Auto => config.ort_library.as_deref().map(|l| (l, false)),
             RuntimeKind::OnnxRuntime | RuntimeKind::Cuda => {
                 let lib = config.ort_library.as_deref().ok_or_else(|| {
+                    let install = match config.kind {
+                        RuntimeKind::Cuda => "facegate models install --gpu",
+                        _ => "facegate models install",
+                    };
                     VisionError::RuntimeUnavailable(format!(
-                        "{ORT_LIBRARY_NAME} is not installed (run `facegate models install`)"
+                        "{ORT_LIBRARY_NAME} is not installed (run `{install}`)"
                     ))
                 })?;
                 Some((lib, config.kind == RuntimeKind::Cuda))
@@ -231,8 +313,19 @@ impl Runtime {
                 (Inner::Tract(plan), names)
             }
             Some(env) => {
+                let cuda = self.backend == Backend::Cuda;
                 let session = |threads: usize| {
                     ort::session::Session::builder(env)
+                        .and_then(|b| {
+                            if cuda {
+                                b.with_execution_providers([ort::ep::CUDA::default()
+                                    .build()
+                                    .error_on_failure()])
+                                    .map_err(Into::into)
+                            } else {
+                                Ok(b)
+                            }
+                        })
                         .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
                         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
                         // Spinning workers would take cycles from the

@@ -422,3 +422,35 @@ fn degenerate_images_never_panic() {
     });
     assert!(engine().analyze(&noise, &ALL).unwrap().len() <= 20);
 }
+
+/// `runtime = "cuda"` without its libraries, or without an NVIDIA driver,
+/// is refused with what is missing and how to get it.
+#[test]
+fn cuda_is_refused_with_the_reason_when_it_cannot_run() {
+    use facegate_vision::runtime::{RuntimeConfig, RuntimeKind};
+    let empty = tempfile::tempdir().unwrap();
+    let err = Runtime::new(&RuntimeConfig::for_model_dir(
+        RuntimeKind::Cuda,
+        empty.path(),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("models install --gpu"), "{err}");
+
+    // SAFETY: opening the driver library only to learn whether there is one.
+    if unsafe { libloading::Library::new("libcuda.so.1") }.is_ok() {
+        return; // a GPU machine: scripts/gpu-check.sh is the test there
+    }
+    let err = Runtime::new(&RuntimeConfig {
+        kind: RuntimeKind::Cuda,
+        ort_library: Some(common::model_dir().join("onnxruntime/libonnxruntime.so.1.31.1")),
+        sessions_per_model: 1,
+        lone_run_threads: 1,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("NVIDIA GPU") && err.contains("libcuda.so.1"),
+        "{err}"
+    );
+}

@@ -192,6 +192,11 @@ enum ModelsCommand {
         /// A directory or http(s) URL mirroring the upstream files.
         #[arg(long)]
         mirror: Option<String>,
+        /// Also install ONNX Runtime's CUDA build and the CUDA 13 libraries
+        /// it loads (about 2 GB, for `runtime = "cuda"`; needs the NVIDIA
+        /// driver at run time, not at install time).
+        #[arg(long)]
+        gpu: bool,
     },
 }
 
@@ -360,13 +365,13 @@ fn run(cli: Cli) -> CmdResult {
             Ok(())
         }
         Command::Models {
-            command: ModelsCommand::Install { dir, mirror },
+            command: ModelsCommand::Install { dir, mirror, gpu },
         } => {
             let dir = match dir {
                 Some(d) => d,
                 None => resolve(None)?.model_dir(),
             };
-            vision_cmds::models_install(&dir, mirror)
+            vision_cmds::models_install(&dir, mirror, gpu)
         }
         Command::Detect {
             images,

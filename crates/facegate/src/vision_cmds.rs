@@ -15,21 +15,31 @@ use serde_json::json;
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
-/// `facegate models install [--dir DIR] [--mirror DIR_OR_URL]`.
-pub fn models_install(dir: &Path, mirror: Option<String>) -> CmdResult {
+/// `facegate models install [--dir DIR] [--mirror DIR_OR_URL] [--gpu]`.
+pub fn models_install(dir: &Path, mirror: Option<String>, gpu: bool) -> CmdResult {
     let options = InstallOptions {
         dir: dir.to_path_buf(),
         mirror,
     };
-    let (verb, manifest) = match provision::install(&options, &mut |l| eprintln!("models: {l}"))? {
+    let progress = &mut |l: &str| eprintln!("models: {l}");
+    let outcome = |o| match o {
         InstallOutcome::UpToDate(m) => ("already installed", m),
         InstallOutcome::Installed(m) => ("installed", m),
     };
+    let (verb, manifest) = outcome(provision::install(&options, progress)?);
     eprintln!(
         "models: {} models {verb} in {}",
         manifest.models.len(),
         dir.display()
     );
+    if gpu {
+        let (verb, manifest) = outcome(provision::install_gpu(&options, progress)?);
+        eprintln!(
+            "models: GPU runtime ({} libraries) {verb} in {}; use it with runtime = \"cuda\"",
+            manifest.models.len(),
+            provision::gpu_runtime_dir(dir).display()
+        );
+    }
     Ok(())
 }
 

@@ -24,6 +24,12 @@ pub struct AnalyzeRequest {
     /// Apply the liveness quality gate (size, pose, blur, exposure) and
     /// report each face's [`Face::quality_issue`].
     pub quality_gate: bool,
+    /// Analyse only the largest this many faces (`None`: all), for callers
+    /// that use the largest face alone.
+    pub max_faces: Option<usize>,
+    /// Embed only the largest this many faces (`None`: all); the others
+    /// come back without an embedding.
+    pub max_embeddings: Option<usize>,
 }
 
 /// Why an analysis failed. The text of either variant is for logs only:

@@ -8,7 +8,7 @@ use facegate_core::{Face, Liveness, RuntimeKind, SpoofCondition};
 use facegate_image::RgbImage;
 use facegate_vision::calibration::Calibration;
 use facegate_vision::embedder::Embedder;
-use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions};
+use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions, FaceSelection};
 use facegate_vision::spoof::SpoofVerdict;
 
 use crate::analyzer::{AnalyzeRequest, AnalyzerError, FaceAnalyzer};
@@ -54,13 +54,17 @@ fn calibration_of(version: &str) -> &'static Calibration {
 }
 
 /// Loads the engine with `embedders` (the first is the preferred one;
-/// blocking, seconds to minutes depending on runtime).
+/// blocking, seconds to minutes depending on runtime); a network running
+/// alone may use `lone_run_threads` threads (0: every core).
 pub fn load_engine(
     model_dir: &Path,
     runtime: RuntimeKind,
     embedders: &[Embedder],
+    lone_run_threads: usize,
 ) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
-    let options = EngineOptions::new(model_dir, runtime).with_embedders(embedders);
+    let options = EngineOptions::new(model_dir, runtime)
+        .with_embedders(embedders)
+        .with_lone_run_threads(lone_run_threads);
     let engine = Engine::load(&options).map_err(|e| AnalyzerError::Engine(e.to_string()))?;
     tracing::info!(
         backend = engine.backend().name(),
@@ -86,7 +90,13 @@ impl FaceAnalyzer for Engine {
             mask: request.mask,
             spoofing: request.spoofing,
         };
-        let (faces, times) = self.analyze_timed(image, &options, embedder).map_err(err)?;
+        let selection = FaceSelection {
+            faces: request.max_faces.unwrap_or(usize::MAX),
+            embeddings: request.max_embeddings.unwrap_or(usize::MAX),
+        };
+        let (faces, times) = self
+            .analyze_selected(image, &options, embedder, selection)
+            .map_err(err)?;
         for (stage, spent) in times.by_stage() {
             if !spent.is_zero() {
                 metrics::histogram!(crate::telemetry::STAGE_DURATION, "stage" => stage)

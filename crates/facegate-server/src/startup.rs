@@ -249,6 +249,7 @@ fn load_analyzer(
         &config.model_dir(),
         config.runtime,
         embedders,
+        config.lone_request_threads(),
     )?)
 }
 

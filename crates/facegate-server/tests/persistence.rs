@@ -36,6 +36,8 @@ fn restart_keeps_data_and_embeddings_are_encrypted() {
                     mask: false,
                     spoofing: None,
                     quality_gate: false,
+                    max_faces: None,
+                    max_embeddings: None,
                 },
             )
             .unwrap();
@@ -209,6 +211,7 @@ fn groups_keep_their_model_across_a_change_of_default() {
             &model_dir(),
             facegate_server::config::RuntimeKind::Auto,
             &[facegate_server::Embedder::Sface],
+            0,
         )
         .unwrap();
         let options = facegate_server::StartOptions {

@@ -49,6 +49,7 @@ pub fn engine() -> Arc<dyn FaceAnalyzer> {
                 &model_dir(),
                 RuntimeKind::Auto,
                 &facegate_server::Embedder::ALL,
+                0,
             )
             .expect("load models (run `facegate models install --dir target/test-models`)")
         })

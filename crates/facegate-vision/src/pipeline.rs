@@ -138,6 +138,9 @@ pub struct EngineOptions {
     /// [`Engine::analyze`], [`Engine::embed`], [`Engine::model_version`])
     /// first. Must not be empty.
     pub embedders: Vec<Embedder>,
+    /// Threads a network may use when it runs alone (see
+    /// [`RuntimeConfig::lone_run_threads`]); 0: every core.
+    pub lone_run_threads: usize,
 }
 
 impl EngineOptions {
@@ -149,7 +152,14 @@ impl EngineOptions {
             runtime,
             detector: DetectorOptions::default(),
             embedders: vec![Embedder::Dlib],
+            lone_run_threads: 0,
         }
+    }
+
+    /// The same options with another [`EngineOptions::lone_run_threads`].
+    pub fn with_lone_run_threads(mut self, threads: usize) -> Self {
+        self.lone_run_threads = threads;
+        self
     }
 
     /// The same options loading `embedders`, the first being the default
@@ -159,6 +169,23 @@ impl EngineOptions {
         self.embedders = embedders.to_vec();
         self
     }
+}
+
+/// Which of the detected faces (largest first) an analysis covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaceSelection {
+    /// Faces analysed and returned.
+    pub faces: usize,
+    /// Of those, faces embedded (when embeddings are asked for).
+    pub embeddings: usize,
+}
+
+impl FaceSelection {
+    /// Every face, every embedding.
+    pub const ALL: Self = Self {
+        faces: usize::MAX,
+        embeddings: usize::MAX,
+    };
 }
 
 /// Which optional stages to run for each face.
@@ -266,10 +293,14 @@ impl Engine {
     /// Loads the models `options` asks for from `options.model_dir` on the
     /// configured runtime.
     pub fn load(options: &EngineOptions) -> Result<Self> {
-        let runtime = Runtime::new(&RuntimeConfig::for_model_dir(
-            options.runtime,
-            &options.model_dir,
-        ))?;
+        let defaults = RuntimeConfig::for_model_dir(options.runtime, &options.model_dir);
+        let runtime = Runtime::new(&RuntimeConfig {
+            lone_run_threads: match options.lone_run_threads {
+                0 => defaults.lone_run_threads,
+                n => n,
+            },
+            ..defaults
+        })?;
         Self::load_with(
             runtime,
             &options.model_dir,
@@ -390,6 +421,20 @@ impl Engine {
         options: &AnalyzeOptions,
         embedder: Embedder,
     ) -> Result<(Vec<FaceAnalysis>, StageTimes)> {
+        self.analyze_selected(image, options, embedder, FaceSelection::ALL)
+    }
+
+    /// [`Engine::analyze_timed`] for the faces a caller will use: the
+    /// `selection.faces` largest, embeddings for the `selection.embeddings`
+    /// largest of those (the others get `embedding: None`). A search only
+    /// needs the largest face; a registration embeds only what it stores.
+    pub fn analyze_selected(
+        &self,
+        image: &RgbImage,
+        options: &AnalyzeOptions,
+        embedder: Embedder,
+        selection: FaceSelection,
+    ) -> Result<(Vec<FaceAnalysis>, StageTimes)> {
         if options.embedding {
             self.embedder_model(embedder)?;
         }
@@ -397,7 +442,15 @@ impl Engine {
         let detections = timed(&mut times.detect, || self.detector.detect(image))?;
         let faces = detections
             .into_iter()
-            .map(|d| self.analyze_face(image, d, options, embedder, &mut times))
+            .take(selection.faces)
+            .enumerate()
+            .map(|(i, d)| {
+                let options = AnalyzeOptions {
+                    embedding: options.embedding && i < selection.embeddings,
+                    ..*options
+                };
+                self.analyze_face(image, d, &options, embedder, &mut times)
+            })
             .collect::<Result<_>>()?;
         Ok((faces, times))
     }

@@ -237,11 +237,12 @@ impl Runtime {
                     },
                     ort_env: Some(env),
                     sessions_per_model,
-                    // A GPU run does not split over CPU threads.
+                    // A GPU run does not split over CPU threads, and
+                    // more threads than cores only queue.
                     lone_run_threads: if cuda {
                         1
                     } else {
-                        config.lone_run_threads.max(1)
+                        config.lone_run_threads.clamp(1, available_cores())
                     },
                     running: Arc::default(),
                 }),
@@ -275,7 +276,7 @@ impl Runtime {
     pub fn with_lone_run_threads(&self, threads: usize) -> Self {
         Self {
             lone_run_threads: if self.backend == Backend::OnnxRuntime {
-                threads.max(1)
+                threads.clamp(1, available_cores())
             } else {
                 1
             },

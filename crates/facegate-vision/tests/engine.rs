@@ -454,3 +454,37 @@ fn cuda_is_refused_with_the_reason_when_it_cannot_run() {
         "{err}"
     );
 }
+
+/// A selection analyses the largest faces only and embeds fewer still,
+/// with the same numbers the full analysis gives those faces.
+#[test]
+fn a_selection_analyses_and_embeds_only_the_largest_faces() {
+    use facegate_vision::pipeline::FaceSelection;
+    let img = common::load_rgb("t1.jpg");
+    let (all, _) = engine()
+        .analyze_selected(&img, &ALL, Embedder::Sface, FaceSelection::ALL)
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    let (some, times) = engine()
+        .analyze_selected(
+            &img,
+            &ALL,
+            Embedder::Sface,
+            FaceSelection {
+                faces: 4,
+                embeddings: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(some.len(), 4);
+    for (i, (s, a)) in some.iter().zip(&all).enumerate() {
+        assert_eq!(s.bbox, a.bbox);
+        assert_eq!(s.spoof, a.spoof);
+        if i < 2 {
+            assert_eq!(s.embedding, a.embedding);
+        } else {
+            assert_eq!(s.embedding, None);
+        }
+    }
+    assert!(!times.embed.is_zero());
+}

@@ -49,6 +49,7 @@ fn load_engine(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, Box<dyn std::er
         &config.model_dir(),
         config.runtime,
         &[config.default_model],
+        config.lone_request_threads(),
     )?)
 }
 

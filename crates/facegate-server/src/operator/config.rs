@@ -37,6 +37,7 @@ const SCALAR_KEYS: &[&str] = &[
     "runtime",
     "allow_private_urls",
     "register_quality_gate",
+    "lone_request_threads",
     "console",
     "max_faces_per_group",
     "max_image_pixels",
@@ -160,6 +161,10 @@ pub struct Config {
     /// `notAddedFaces` with a `reason`. Off: the vendor API's behaviour.
     #[serde(default)]
     pub register_quality_gate: bool,
+    /// Threads a request's networks may use while no other inference
+    /// runs (ONNX Runtime on CPU); 0: every core, 1: always one thread.
+    #[serde(default)]
+    pub lone_request_threads: u64,
     /// Face quota of one group.
     #[serde(default = "default_max_faces")]
     pub max_faces_per_group: u64,
@@ -255,6 +260,7 @@ impl Default for Config {
             default_model: default_model(),
             allow_private_urls: false,
             register_quality_gate: false,
+            lone_request_threads: 0,
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
             max_image_pixels: default_max_image_pixels(),
             header_timeout_secs: default_header_timeout(),
@@ -273,6 +279,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `lone_request_threads` as the engine takes it (0: every core).
+    pub fn lone_request_threads(&self) -> usize {
+        usize::try_from(self.lone_request_threads).unwrap_or(usize::MAX)
+    }
+
     /// Parses TOML text and applies `FACEGATE_<KEY>` overrides looked up
     /// through `env`, then validates.
     pub fn from_toml_str(

@@ -64,6 +64,11 @@ impl Service {
         self.ensure_model_runs(group, &model_version)?;
         let mut analyze = request.options.request(Some(&model_version));
         analyze.quality_gate = self.options.register_quality_gate;
+        // Only the `limit` largest faces are stored, so only they need an
+        // embedding, unless the gate may refuse some of them.
+        if !analyze.quality_gate {
+            analyze.max_embeddings = Some(limit);
+        }
         let faces = self
             .analyze(request.image, ImageRole::Image, analyze)
             .await?;

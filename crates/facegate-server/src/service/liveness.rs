@@ -79,6 +79,9 @@ impl Service {
             mask: false,
             spoofing: Some(SpoofCondition::Balanced),
             quality_gate: false,
+            // The score is the largest face's.
+            max_faces: Some(1),
+            max_embeddings: None,
         };
         let faces = self.analyze(image, ImageRole::Image, request).await?;
         let face = faces.first().ok_or(ServiceError::NoFace("the image"))?;

@@ -140,7 +140,7 @@ impl Service {
         let model = self.get_group(group).await?.model_version;
         self.ensure_model_runs(group, &model)?;
         let faces = self
-            .analyze(image, ImageRole::Image, opts.request(Some(&model)))
+            .analyze(image, ImageRole::Image, opts.largest_face(&model))
             .await?;
         let (source, embedding) = Self::the_face(faces, "the image")?;
         let matches = self
@@ -163,11 +163,10 @@ impl Service {
     ) -> Result<CompareOutcome> {
         let threshold = required_threshold(threshold)?;
         let model = self.model_version();
-        let request = opts.request(Some(&model));
         // Each image is decoded and analysed under its own CPU slot.
         let (src, tgt) = tokio::join!(
-            self.analyze(source, ImageRole::Source, request.clone()),
-            self.analyze(target, ImageRole::Target, request)
+            self.analyze(source, ImageRole::Source, opts.largest_face(&model)),
+            self.analyze(target, ImageRole::Target, opts.request(Some(&model)))
         );
         // The source image's errors win over the target's, and both over a
         // source without a face.
@@ -210,7 +209,7 @@ impl Service {
             .analyze(
                 image,
                 ImageRole::Image,
-                opts.request(Some(&record.model_version)),
+                opts.largest_face(&record.model_version),
             )
             .await?;
         let (source, embedding) = Self::the_face(faces, "compareImage")?;

@@ -102,6 +102,17 @@ impl FaceOptions {
             mask: self.mask,
             spoofing: self.spoofing,
             quality_gate: false,
+            max_faces: None,
+            max_embeddings: None,
+        }
+    }
+
+    /// A request for the largest face alone, embedded with `embedding`
+    /// (search, verify, compare's source).
+    fn largest_face(self, embedding: &str) -> AnalyzeRequest {
+        AnalyzeRequest {
+            max_faces: Some(1),
+            ..self.request(Some(embedding))
         }
     }
 }

@@ -509,6 +509,12 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
     }
 
     write_licenses(dir, &sources)?;
+    finish_install(dir, models)
+}
+
+/// Writes the manifest of an install into `dir`, last: its presence means
+/// the install completed.
+fn finish_install(dir: &Path, models: Vec<ManifestEntry>) -> Result<InstallOutcome> {
     let manifest = Manifest {
         facegate_version: env!("CARGO_PKG_VERSION").into(),
         models,
@@ -517,7 +523,6 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
         path: files::MANIFEST.into(),
         detail: e.to_string(),
     })?;
-    // Written last: its presence means the install completed.
     write_atomic(&dir.join(files::MANIFEST), &json)?;
     Ok(InstallOutcome::Installed(manifest))
 }
@@ -845,16 +850,7 @@ pub fn install_gpu(
         let text = read_source(&sources, pin)?;
         write_atomic(&licences.join(out), &text)?;
     }
-    let manifest = Manifest {
-        facegate_version: env!("CARGO_PKG_VERSION").into(),
-        models,
-    };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ProvisionError::Manifest {
-        path: files::MANIFEST.into(),
-        detail: e.to_string(),
-    })?;
-    write_atomic(&gpu_dir.join(files::MANIFEST), &json)?;
-    Ok(InstallOutcome::Installed(manifest))
+    finish_install(&gpu_dir, models)
 }
 
 fn read_source(sources: &Path, pin: &PinnedFile) -> Result<Vec<u8>> {

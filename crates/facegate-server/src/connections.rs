@@ -342,13 +342,7 @@ impl AsyncRead for TrackedIo {
             self.moved();
             // The first byte after a response starts the next head's clock.
             if self.activity.is_idle() {
-                let now = self.registry.now();
-                let _ = self.activity.head_started.compare_exchange(
-                    NONE,
-                    now,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
+                self.start_clock(&self.activity.head_started);
             }
         }
         r
@@ -356,39 +350,27 @@ impl AsyncRead for TrackedIo {
 }
 
 impl TrackedIo {
-    /// Records a write's outcome. Only bytes accepted by the socket, or a
-    /// stalled write getting through, count as I/O: hyper flushes an empty
-    /// buffer when a connection's task first runs, and counting that would
-    /// order idle connections by when their tasks were scheduled rather
-    /// than by when they last moved data.
-    fn note_write(&self, r: &Poll<io::Result<usize>>) {
-        match r {
-            Poll::Pending => self.note_stall(),
-            Poll::Ready(r) => {
-                let was_stalled = self.activity.write_stalled.swap(NONE, Ordering::SeqCst) != NONE;
-                if was_stalled || matches!(r, Ok(n) if *n > 0) {
-                    self.moved();
-                }
-            }
+    /// Records a write's or a flush's outcome. Only bytes accepted by the
+    /// socket, or a stalled write getting through, count as I/O: hyper
+    /// flushes an empty buffer when a connection's task first runs, and
+    /// counting that would order idle connections by when their tasks were
+    /// scheduled rather than by when they last moved data.
+    fn note_write(&self, ready: bool, wrote_bytes: bool) {
+        if !ready {
+            self.start_clock(&self.activity.write_stalled);
+            return;
+        }
+        let was_stalled = self.activity.write_stalled.swap(NONE, Ordering::SeqCst) != NONE;
+        if was_stalled || wrote_bytes {
+            self.moved();
         }
     }
 
-    fn note_flush(&self, r: &Poll<io::Result<()>>) {
-        match r {
-            Poll::Pending => self.note_stall(),
-            Poll::Ready(_) => {
-                if self.activity.write_stalled.swap(NONE, Ordering::SeqCst) != NONE {
-                    self.moved();
-                }
-            }
-        }
-    }
-
-    fn note_stall(&self) {
-        let now = self.registry.now();
-        let _ = self.activity.write_stalled.compare_exchange(
+    /// Sets a clock to now unless it is already running.
+    fn start_clock(&self, clock: &AtomicU64) {
+        let _ = clock.compare_exchange(
             NONE,
-            now,
+            self.registry.now(),
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
@@ -402,13 +384,13 @@ impl AsyncWrite for TrackedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note_write(&r);
+        self.note_write(r.is_ready(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.note_flush(&r);
+        self.note_write(r.is_ready(), false);
         r
     }
 
@@ -422,7 +404,7 @@ impl AsyncWrite for TrackedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.note_write(&r);
+        self.note_write(r.is_ready(), matches!(r, Poll::Ready(Ok(n)) if n > 0));
         r
     }
 

@@ -11,7 +11,7 @@
 //! target machine). A run that starts while no other run of the same
 //! runtime is in progress uses one more session with
 //! [`RuntimeConfig::lone_run_threads`] threads instead: a lone request would
-//! otherwise leave the other cores idle (SFace 28.6 → 18.0 ms on 2 cores).
+//! otherwise leave the other cores idle (SFace 28.5 → 20.1 ms on 2 cores).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

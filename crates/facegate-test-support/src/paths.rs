@@ -1,6 +1,6 @@
 //! Where tests find the workspace, the models and the test data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -13,6 +13,31 @@ fn dir_from_env(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(default))
+}
+
+/// The JPEG and PNG files under `dir`, recursively, sorted; unreadable
+/// folders are skipped.
+pub fn image_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png")) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The provisioned models (`FACEGATE_MODEL_DIR`, else target/test-models).

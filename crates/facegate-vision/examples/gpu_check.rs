@@ -16,7 +16,7 @@
 //! batch 1) and prints faces/s and p50/p99 per photo. Exit status 1 when
 //! the embeddings disagree or no face is found.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use facegate_vision::pipeline::{AnalyzeOptions, Engine};
@@ -62,31 +62,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// Image files under `dir`, recursively, in a stable order.
-fn photo_files(dir: &Path, limit: usize) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out.truncate(limit);
-    out
 }
 
 const EMBED_ONLY: AnalyzeOptions = AnalyzeOptions {
@@ -172,7 +147,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("GPU engine loaded in {:.1} s", t0.elapsed().as_secs_f64());
     let cpu = load(Runtime::new(&config(RuntimeKind::OnnxRuntime, 1))?)?;
 
-    let paths = photo_files(&args.photos, args.count.max(args.parity));
+    let mut paths = facegate_test_support::paths::image_files(&args.photos);
+    paths.truncate(args.count.max(args.parity));
     let images: Vec<RgbImage> = paths
         .iter()
         .filter_map(|p| image::open(p).ok().map(|i| i.to_rgb8()))

@@ -478,26 +478,6 @@ fn soak(args: &Args, secs: u64) {
     drop(server);
 }
 
-/// Image files under `dir`, recursively, in a stable order.
-fn photo_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if path.is_dir() {
-                stack.push(path);
-            } else if ["jpg", "jpeg", "png"].contains(&ext.to_ascii_lowercase().as_str()) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// One load cell's requests: (latency ms, faces answered, success).
 type Samples = Vec<(f64, u64, bool)>;
 
@@ -546,7 +526,7 @@ fn load_cell(
 /// The client-scaling load: register, detect with spoofing and search at
 /// each client count, on one server.
 fn load(args: &Args, secs: u64) {
-    let mut photos = photo_files(&args.photos);
+    let mut photos = facegate_test_support::paths::image_files(&args.photos);
     assert!(
         !photos.is_empty(),
         "no photos under {}",

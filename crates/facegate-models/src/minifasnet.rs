@@ -8,14 +8,14 @@
 //! Conv / PRelu / Add / (SE: GlobalAveragePool, Relu, Sigmoid, Mul) /
 //! Flatten / Gemm / Softmax.
 //!
-//! ONNX contract: input `input` `[1, 3, 80, 80]` float32, NCHW, **BGR**,
-//! values 0..255 without normalisation; output `probs` `[1, 3]`, the softmax
+//! ONNX contract: input `input` `[batch, 3, 80, 80]` float32, NCHW, **BGR**,
+//! values 0..255 without normalisation; output `probs` `[batch, 3]`, the softmax
 //! of the logits, class 1 = real face.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use facegate_onnx::proto::ModelProto;
-use facegate_onnx::{Attr, GraphBuilder};
+use facegate_onnx::{Attr, GraphBuilder, BATCH};
 
 use crate::torch_legacy::{read_state_dict, Tensor, TorchError};
 
@@ -74,7 +74,7 @@ pub fn convert_state_dict(sd: &BTreeMap<String, Tensor>, variant_name: &str) -> 
         se_blocks: 0,
     };
     let n = INPUT_SIZE as i64;
-    let x = b.g.input(INPUT_NAME, &[1, 3, n, n]);
+    let x = b.g.input(INPUT_NAME, &[BATCH, 3, n, n]);
     let mut f = Feature {
         name: x,
         channels: 3,
@@ -119,7 +119,7 @@ pub fn convert_state_dict(sd: &BTreeMap<String, Tensor>, variant_name: &str) -> 
     let logits =
         b.g.dense(&hidden.0, &prob.data, classes as i64, inp as i64, None);
     b.g.node_named("Softmax", &[&logits], &[Attr::int("axis", 1)], OUTPUT_NAME);
-    b.g.output(OUTPUT_NAME, &[1, classes as i64]);
+    b.g.output(OUTPUT_NAME, &[BATCH, classes as i64]);
 
     if let Some(unused) = sd.keys().find(|k| !b.used.contains(k.as_str())) {
         return Err(MiniFasNetError::Unused(unused.clone()));

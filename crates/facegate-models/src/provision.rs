@@ -268,11 +268,19 @@ pub struct SourceRecord {
     pub archive_sha256: Option<String>,
 }
 
+/// The converters' output format. 2: the per-face networks declare a
+/// symbolic batch dimension (1: batch fixed at 1).
+pub const CONVERSION: u32 = 2;
+
 /// `manifest.json` of a model directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// Version of facegate that wrote the install.
     pub facegate_version: String,
+    /// What the converters produced, [`CONVERSION`] when current; an older
+    /// install is converted again from its cached sources.
+    #[serde(default)]
+    pub conversion: u32,
     /// One entry per installed file.
     pub models: Vec<ManifestEntry>,
 }
@@ -303,11 +311,13 @@ impl Manifest {
     }
 
     /// True when the manifest lists every model this version of facegate
-    /// installs (an install made by an older version may lack some).
+    /// installs, converted as this version converts them (an install made
+    /// by an older version may lack some, or hold older conversions).
     pub fn is_complete(&self) -> bool {
-        expected_files()
-            .iter()
-            .all(|f| self.models.iter().any(|m| m.file == *f))
+        self.conversion >= CONVERSION
+            && expected_files()
+                .iter()
+                .all(|f| self.models.iter().any(|m| m.file == *f))
     }
 }
 
@@ -517,6 +527,7 @@ pub fn install(opts: &InstallOptions, progress: &mut dyn FnMut(&str)) -> Result<
 fn finish_install(dir: &Path, models: Vec<ManifestEntry>) -> Result<InstallOutcome> {
     let manifest = Manifest {
         facegate_version: env!("CARGO_PKG_VERSION").into(),
+        conversion: CONVERSION,
         models,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ProvisionError::Manifest {

@@ -26,12 +26,12 @@
 //! graph reproduces ONNX Runtime's outputs on the original file
 //! (`tests/sface.rs`, reference from `tools/sface-reference`).
 //!
-//! ONNX contract of the result: input `data` `[1, 3, 112, 112]` float32 NCHW,
+//! ONNX contract of the result: input `data` `[batch, 3, 112, 112]` float32 NCHW,
 //! values 0..255 (the graph itself subtracts 127.5 and scales by 1/128),
 //! **RGB**: OpenCV's `FaceRecognizerSF::feature` calls
 //! `blobFromImage(aligned, 1, Size(112, 112), Scalar(), swapRB=true)` on its
 //! BGR image, and RGB measures better than BGR on LFW (docs/models.md);
-//! output `fc1` `[1, 128]`, not normalised.
+//! output `fc1` `[batch, 128]`, not normalised.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,7 +39,7 @@ use facegate_onnx::proto::{
     AttributeProto, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto,
 };
-use facegate_onnx::{OnnxError, IR_VERSION, OPSET};
+use facegate_onnx::{declare_symbolic_batch, OnnxError, IR_VERSION, OPSET};
 
 /// Name of the graph input.
 pub const INPUT_NAME: &str = "data";
@@ -578,6 +578,17 @@ pub fn convert(bytes: &[u8]) -> Result<Converted> {
         }
     }
 
+    // The network is convolutions, element-wise ops, Flatten and Gemm: none
+    // depends on the batch size, so the batch dimension is made symbolic
+    // for batched runs. A kept Reshape could have the batch baked into its
+    // shape; then the graph stays at batch 1.
+    let mut outputs = graph.output.clone();
+    let batchable = !nodes.iter().any(|n| n.op_type == "Reshape");
+    if batchable {
+        declare_symbolic_batch(&mut inputs);
+        declare_symbolic_batch(&mut outputs);
+    }
+
     let model = ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
@@ -595,16 +606,16 @@ pub fn convert(bytes: &[u8]) -> Result<Converted> {
             },
             initializer,
             input: inputs,
-            output: graph.output.clone(),
+            output: outputs,
             ..Default::default()
         }),
         metadata_props: [
             ("architecture", "SFace (MobileFaceNet), OpenCV Zoo face_recognition_sface_2021dec"),
             (
                 "input",
-                "data [1,3,112,112] float32 NCHW 0..255 RGB",
+                "data [batch,3,112,112] float32 NCHW 0..255 RGB",
             ),
-            ("output", "fc1 [1,128], not normalised; compare by cosine"),
+            ("output", "fc1 [batch,128], not normalised; compare by cosine"),
             (
                 "conversion",
                 "int8 block-wise DequantizeLinear evaluated to fp32 by facegate; opset lowered to 13",

@@ -195,3 +195,52 @@ fn an_install_from_before_sface_is_completed() {
     assert!(provision::is_installed(&dir));
     assert!(dir.join(files::SFACE_EMBEDDER).is_file());
 }
+
+#[test]
+fn an_install_from_before_batching_is_converted_again_with_a_batch_dimension() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    copy_dir(&installed(), &dir);
+    // What facegate wrote before the per-face networks took batches: no
+    // `conversion` in the manifest.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(files::MANIFEST)).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("conversion");
+    std::fs::write(dir.join(files::MANIFEST), json.to_string()).unwrap();
+    let manifest = provision::Manifest::read(&dir).unwrap().unwrap();
+    assert_eq!(manifest.conversion, 0);
+    assert!(manifest.verify(&dir) && !manifest.is_complete());
+    let outcome = provision::install(
+        &InstallOptions {
+            dir: dir.clone(),
+            mirror: Some(shared_models().display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let InstallOutcome::Installed(manifest) = outcome else {
+        panic!("an old conversion must be redone");
+    };
+    assert_eq!(manifest.conversion, provision::CONVERSION);
+    for file in [
+        files::SFACE_EMBEDDER,
+        files::EMBEDDER,
+        files::SPOOF_V2,
+        files::SPOOF_V1SE,
+    ] {
+        let model = facegate_onnx::decode(&std::fs::read(dir.join(file)).unwrap()).unwrap();
+        let graph = model.graph.unwrap();
+        for value in graph.input.iter().chain(&graph.output) {
+            let first = &value.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+            let first = &first.shape.as_ref().unwrap().dim[0];
+            assert_eq!(
+                first.value,
+                Some(facegate_onnx::proto::DimensionValue::DimParam(
+                    "batch".into()
+                )),
+                "{file}: {}",
+                value.name
+            );
+        }
+    }
+}

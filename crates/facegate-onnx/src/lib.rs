@@ -35,6 +35,35 @@ pub const OPSET: i64 = 13;
 /// IR version matching [`OPSET`].
 pub const IR_VERSION: i64 = 7;
 
+/// A dimension for [`GraphBuilder::input`] and [`GraphBuilder::output`]:
+/// the symbolic batch dimension `batch`, shared by every value that
+/// declares it, so one run can carry several inputs.
+pub const BATCH: i64 = i64::MIN;
+
+/// The dimension [`BATCH`] stands for.
+fn batch_dimension() -> Dimension {
+    Dimension {
+        value: Some(DimensionValue::DimParam("batch".into())),
+    }
+}
+
+/// Makes the first dimension of each of `values` the symbolic `batch`
+/// (for a graph read from elsewhere whose inputs and outputs were declared
+/// at batch 1 but whose operators do not depend on it).
+pub fn declare_symbolic_batch(values: &mut [ValueInfoProto]) {
+    for v in values {
+        let dims = v
+            .r#type
+            .as_mut()
+            .and_then(|t| t.tensor_type.as_mut())
+            .and_then(|t| t.shape.as_mut())
+            .map(|s| &mut s.dim);
+        if let Some(first) = dims.and_then(|d| d.first_mut()) {
+            *first = batch_dimension();
+        }
+    }
+}
+
 /// One node attribute.
 #[derive(Debug, Clone)]
 pub struct Attr(AttributeProto);
@@ -89,12 +118,15 @@ pub struct GraphBuilder {
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     let dim = dims
         .iter()
-        .map(|&d| Dimension {
-            value: Some(if d < 0 {
-                DimensionValue::DimParam(format!("{name}_d{}", -d))
-            } else {
-                DimensionValue::DimValue(d)
-            }),
+        .map(|&d| match d {
+            BATCH => batch_dimension(),
+            _ => Dimension {
+                value: Some(if d < 0 {
+                    DimensionValue::DimParam(format!("{name}_d{}", -d))
+                } else {
+                    DimensionValue::DimValue(d)
+                }),
+            },
         })
         .collect();
     ValueInfoProto {
@@ -126,7 +158,8 @@ impl GraphBuilder {
         format!("{hint}_{}", self.next_id)
     }
 
-    /// Declares a float32 graph input. A negative dimension is symbolic.
+    /// Declares a float32 graph input. A negative dimension is symbolic;
+    /// [`BATCH`] is the batch dimension.
     pub fn input(&mut self, name: &str, dims: &[i64]) -> String {
         self.graph.input.push(value_info(name, dims));
         name.into()

@@ -30,6 +30,9 @@ pub struct AnalyzeRequest {
     /// Embed only the largest this many faces (`None`: all); the others
     /// come back without an embedding.
     pub max_embeddings: Option<usize>,
+    /// Whose work this is ([`crate::service::Lane`]): batches of faces from
+    /// concurrent requests take lanes in turn.
+    pub lane: u64,
 }
 
 /// Why an analysis failed. The text of either variant is for logs only:
@@ -58,11 +61,13 @@ pub trait FaceAnalyzer: Send + Sync {
         request: &AnalyzeRequest,
     ) -> Result<Vec<Face>, AnalyzerError>;
 
-    /// Liveness of an aligned face crop (the whole image is the face).
+    /// Liveness of an aligned face crop (the whole image is the face),
+    /// analysed in `lane` (see [`AnalyzeRequest::lane`]).
     fn spoof_aligned(
         &self,
         crop: &RgbImage,
         condition: SpoofCondition,
+        lane: u64,
     ) -> Result<Liveness, AnalyzerError>;
 
     /// Version strings of the embedding models loaded, the preferred one

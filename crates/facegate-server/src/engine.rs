@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use facegate_core::{Face, Liveness, RuntimeKind, SpoofCondition};
 use facegate_image::RgbImage;
+use facegate_vision::batch::Batching;
 use facegate_vision::calibration::Calibration;
 use facegate_vision::embedder::Embedder;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions, FaceSelection};
@@ -53,18 +54,29 @@ fn calibration_of(version: &str) -> &'static Calibration {
         .calibration()
 }
 
+/// How the engine spends the machine (config keys `lone_request_threads`,
+/// `batch_max`, `batch_window_ms`); the default is the engine's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineTuning {
+    /// Threads a network running alone may use; 0: every core.
+    pub lone_run_threads: usize,
+    /// How concurrent requests' faces are batched; `None`: the runtime's
+    /// default.
+    pub batching: Option<Batching>,
+}
+
 /// Loads the engine with `embedders` (the first is the preferred one;
-/// blocking, seconds to minutes depending on runtime); a network running
-/// alone may use `lone_run_threads` threads (0: every core).
+/// blocking, seconds to minutes depending on runtime).
 pub fn load_engine(
     model_dir: &Path,
     runtime: RuntimeKind,
     embedders: &[Embedder],
-    lone_run_threads: usize,
+    tuning: EngineTuning,
 ) -> Result<Arc<dyn FaceAnalyzer>, AnalyzerError> {
-    let options = EngineOptions::new(model_dir, runtime)
+    let mut options = EngineOptions::new(model_dir, runtime)
         .with_embedders(embedders)
-        .with_lone_run_threads(lone_run_threads);
+        .with_lone_run_threads(tuning.lone_run_threads);
+    options.batching = tuning.batching;
     let engine = Engine::load(&options).map_err(|e| AnalyzerError::Engine(e.to_string()))?;
     tracing::info!(
         backend = engine.backend().name(),
@@ -95,7 +107,9 @@ impl FaceAnalyzer for Engine {
             embeddings: request.max_embeddings.unwrap_or(usize::MAX),
         };
         let (faces, times) = self
-            .analyze_selected(image, &options, embedder, selection)
+            .serve(request.lane, || {
+                self.analyze_selected(image, &options, embedder, selection)
+            })
             .map_err(err)?;
         for (stage, spent) in times.by_stage() {
             if !spent.is_zero() {
@@ -125,8 +139,9 @@ impl FaceAnalyzer for Engine {
         &self,
         crop: &RgbImage,
         condition: SpoofCondition,
+        lane: u64,
     ) -> Result<Liveness, AnalyzerError> {
-        Engine::spoof_aligned(self, crop, condition)
+        self.serve(lane, || Engine::spoof_aligned(self, crop, condition))
             .map(liveness)
             .map_err(err)
     }

@@ -249,7 +249,7 @@ fn load_analyzer(
         &config.model_dir(),
         config.runtime,
         embedders,
-        config.lone_request_threads(),
+        config.engine_tuning(),
     )?)
 }
 

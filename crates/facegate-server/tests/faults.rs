@@ -33,6 +33,7 @@ impl facegate_server::FaceAnalyzer for FaultyEngine {
         &self,
         _: &facegate_image::RgbImage,
         _: facegate_server::analyzer::SpoofCondition,
+        _: u64,
     ) -> Result<facegate_server::analyzer::Liveness, facegate_server::analyzer::AnalyzerError> {
         Err(facegate_server::analyzer::AnalyzerError::Engine(
             "/srv/secret".into(),

@@ -38,6 +38,7 @@ fn restart_keeps_data_and_embeddings_are_encrypted() {
                     quality_gate: false,
                     max_faces: None,
                     max_embeddings: None,
+                    lane: 0,
                 },
             )
             .unwrap();
@@ -211,7 +212,7 @@ fn groups_keep_their_model_across_a_change_of_default() {
             &model_dir(),
             facegate_server::config::RuntimeKind::Auto,
             &[facegate_server::Embedder::Sface],
-            0,
+            Default::default(),
         )
         .unwrap();
         let options = facegate_server::StartOptions {

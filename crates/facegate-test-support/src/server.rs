@@ -49,7 +49,7 @@ pub fn engine() -> Arc<dyn FaceAnalyzer> {
                 &model_dir(),
                 RuntimeKind::Auto,
                 &facegate_server::Embedder::ALL,
-                0,
+                Default::default(),
             )
             .expect("load models (run `facegate models install --dir target/test-models`)")
         })

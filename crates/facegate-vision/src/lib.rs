@@ -2,6 +2,7 @@
 //! that chains them (detect → landmarks → pose → align → embed → spoof → mask).
 
 pub mod align;
+pub mod batch;
 pub mod calibration;
 pub mod detect;
 pub mod embedder;

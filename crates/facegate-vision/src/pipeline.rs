@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use image::{GenericImageView, RgbImage};
 use serde::Serialize;
 
+use crate::batch::{BatchStats, Batching};
 use crate::detect::{Detection, Detector, DetectorOptions};
 use crate::embedder::Embedder;
 use crate::error::{Result, VisionError};
@@ -141,6 +142,10 @@ pub struct EngineOptions {
     /// Threads a network may use when it runs alone (see
     /// [`RuntimeConfig::lone_run_threads`]); 0: every core.
     pub lone_run_threads: usize,
+    /// How the per-face networks batch concurrent requests' faces; `None`:
+    /// the runtime's default ([`Batching::DEFAULT`], or [`Batching::GPU`]
+    /// on CUDA).
+    pub batching: Option<Batching>,
 }
 
 impl EngineOptions {
@@ -153,7 +158,14 @@ impl EngineOptions {
             detector: DetectorOptions::default(),
             embedders: vec![Embedder::Dlib],
             lone_run_threads: 0,
+            batching: None,
         }
+    }
+
+    /// The same options with another [`EngineOptions::batching`].
+    pub fn with_batching(mut self, batching: Batching) -> Self {
+        self.batching = Some(batching);
+        self
     }
 
     /// The same options with another [`EngineOptions::lone_run_threads`].
@@ -301,6 +313,10 @@ impl Engine {
             },
             ..defaults
         })?;
+        let runtime = match options.batching {
+            Some(batching) => runtime.with_batching(batching),
+            None => runtime,
+        };
         Self::load_with(
             runtime,
             &options.model_dir,
@@ -371,6 +387,28 @@ impl Engine {
 
     pub fn backend(&self) -> Backend {
         self.runtime.backend()
+    }
+
+    /// Runs `f` (calls into this engine) as one request whose faces are
+    /// batched with other requests' in `lane`, one per tenant (see
+    /// [`crate::batch`]).
+    pub fn serve<T>(&self, lane: u64, f: impl FnOnce() -> T) -> T {
+        self.runtime.serve(lane, f)
+    }
+
+    /// What the per-face networks' batchers have done: the embedders and
+    /// both liveness models, summed.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.embedders
+            .iter()
+            .map(|(_, m)| m)
+            .chain([&self.spoof_v2, &self.spoof_v1se])
+            .map(Model::batch_stats)
+            .fold(BatchStats::default(), |a, b| BatchStats {
+                batches: a.batches + b.batches,
+                inputs: a.inputs + b.inputs,
+                largest: a.largest.max(b.largest),
+            })
     }
 
     /// Version of the default embedder; stored with every registered face.

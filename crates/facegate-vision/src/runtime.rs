@@ -4,14 +4,16 @@
 //!   `facegate models install` provisions) — the fast path, CPU or CUDA.
 //! * tract (pure Rust) — always available, the fallback.
 //!
-//! Faces are run at batch 1. Each ONNX Runtime session gets one intra-op
-//! thread and a model keeps a small pool of sessions, so under load
-//! parallelism comes from serving several requests at once rather than from
-//! splitting one convolution over threads (measured faster on the 2-core
-//! target machine). A run that starts while no other run of the same
-//! runtime is in progress uses one more session with
-//! [`RuntimeConfig::lone_run_threads`] threads instead: a lone request would
-//! otherwise leave the other cores idle (SFace 28.5 → 20.1 ms on 2 cores).
+//! Each ONNX Runtime session gets one intra-op thread and a model keeps a
+//! small pool of sessions, so under load parallelism comes from serving
+//! several requests at once rather than from splitting one convolution over
+//! threads (measured faster on the 2-core target machine). A run that
+//! starts while no other run of the same runtime is in progress uses one
+//! more session with [`RuntimeConfig::lone_run_threads`] threads instead: a
+//! lone request would otherwise leave the other cores idle (SFace 28.5 →
+//! 20.1 ms on 2 cores). Models whose graph has a symbolic batch dimension
+//! (the per-face networks) batch concurrent runs when runs queue
+//! ([`crate::batch`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +24,7 @@ use tract_onnx::prelude::{
     TypedRunnableModel,
 };
 
+use crate::batch::{BatchStats, Batcher, Batching, Lanes, Outcome};
 use crate::error::{Result, VisionError};
 
 pub use facegate_core::RuntimeKind;
@@ -94,6 +97,8 @@ pub struct Runtime {
     lone_run_threads: usize,
     /// Runs in progress on any model of this runtime.
     running: Arc<AtomicUsize>,
+    batching: Batching,
+    lanes: Lanes,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -245,6 +250,12 @@ impl Runtime {
                         config.lone_run_threads.clamp(1, available_cores())
                     },
                     running: Arc::default(),
+                    batching: if cuda {
+                        Batching::GPU
+                    } else {
+                        Batching::DEFAULT
+                    },
+                    lanes: Lanes::default(),
                 }),
                 // `auto` degrades to tract; an explicit choice is an error.
                 Err(e) if config.kind == RuntimeKind::Auto => {
@@ -264,6 +275,9 @@ impl Runtime {
             sessions_per_model: 1,
             lone_run_threads: 1,
             running: Arc::default(),
+            // tract runs one input at a time.
+            batching: Batching::OFF,
+            lanes: Lanes::default(),
         }
     }
 
@@ -285,13 +299,39 @@ impl Runtime {
         }
     }
 
-    /// Loads an ONNX model whose single input has the fixed NCHW shape
-    /// `input_shape`.
+    /// The same runtime whose models load with another [`Batching`]
+    /// (ONNX Runtime only: tract runs one input at a time).
+    pub fn with_batching(&self, batching: Batching) -> Self {
+        Self {
+            batching: if self.backend == Backend::Tract {
+                Batching::OFF
+            } else {
+                batching
+            },
+            ..self.clone()
+        }
+    }
+
+    /// The batching its models load with.
+    pub fn batching(&self) -> Batching {
+        self.batching
+    }
+
+    /// Runs `f` as one analysis in flight whose model runs are batched in
+    /// `lane` (the server passes one lane per tenant); see [`crate::batch`].
+    pub fn serve<T>(&self, lane: u64, f: impl FnOnce() -> T) -> T {
+        self.lanes.serve(lane, f)
+    }
+
+    /// Loads an ONNX model whose single input has the NCHW shape
+    /// `input_shape` (batch 1); a model whose graph declares a symbolic
+    /// batch dimension batches concurrent runs.
     pub fn load(&self, name: &str, onnx: &[u8], input_shape: [usize; 4]) -> Result<Model> {
         let load_err = |reason: String| VisionError::ModelLoad {
             model: name.to_string(),
             reason,
         };
+        let mut batcher = None;
         let (inner, output_names) = match &self.ort_env {
             None => {
                 let plan = tract_onnx::onnx()
@@ -343,13 +383,30 @@ impl Runtime {
                     0 | 1 => None,
                     threads => Some(session(threads)?),
                 };
-                let names = sessions[0]
-                    .lock()
-                    .map_err(|_| load_err("session lock poisoned".into()))?
-                    .outputs()
-                    .iter()
-                    .map(|o| o.name().to_string())
-                    .collect();
+                let (names, symbolic_batch) = {
+                    let first = sessions[0]
+                        .lock()
+                        .map_err(|_| load_err("session lock poisoned".into()))?;
+                    let names = first
+                        .outputs()
+                        .iter()
+                        .map(|o| o.name().to_string())
+                        .collect();
+                    let symbolic_batch = first
+                        .inputs()
+                        .first()
+                        .and_then(|i| i.dtype().tensor_shape())
+                        .and_then(|shape| shape.first().copied())
+                        .is_some_and(|d| d < 0);
+                    (names, symbolic_batch)
+                };
+                if symbolic_batch && self.batching.is_on() {
+                    batcher = Some(Arc::new(Batcher::new(
+                        self.batching,
+                        sessions.len(),
+                        self.lanes.clone(),
+                    )));
+                }
                 let inner = Inner::Ort {
                     sessions,
                     next: AtomicUsize::new(0),
@@ -365,6 +422,7 @@ impl Runtime {
             input_shape,
             output_names,
             inner: Arc::new(inner),
+            batcher,
         })
     }
 }
@@ -413,6 +471,8 @@ pub struct Model {
     input_shape: [usize; 4],
     output_names: Vec<String>,
     inner: Arc<Inner>,
+    /// Present when the model batches concurrent runs.
+    batcher: Option<Arc<Batcher>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -450,35 +510,82 @@ impl Model {
             .ok_or_else(|| VisionError::InvalidModel(format!("{}: no output {name:?}", self.name)))
     }
 
-    /// Runs the model on one NCHW float32 input and returns every output in
-    /// the model's declared order.
-    pub fn run(&self, input: &[f32]) -> Result<Vec<Tensor>> {
-        let fail = |reason: String| VisionError::Inference {
+    /// Whether concurrent runs of this model are batched.
+    pub fn batches(&self) -> bool {
+        self.batcher.is_some()
+    }
+
+    /// What the model's batcher has done (zeros when it does not batch).
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher
+            .as_ref()
+            .map_or_else(BatchStats::default, |b| b.stats())
+    }
+
+    fn fail(&self, reason: String) -> VisionError {
+        VisionError::Inference {
             model: self.name.clone(),
             reason,
-        };
+        }
+    }
+
+    /// Runs the model on one NCHW float32 input and returns every output in
+    /// the model's declared order. Concurrent calls may share a batch.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<Tensor>> {
         // Our own preprocessing sizes the tensor, so a mismatch is a bug
         // here, never the client's input.
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
-            return Err(fail(format!(
+            return Err(self.fail(format!(
                 "input has {} values, expected {expected}",
                 input.len()
             )));
         }
+        match &self.batcher {
+            Some(batcher) => batcher.run(input, &|inputs, n| self.execute(inputs, n)),
+            None => self.execute(input, 1),
+        }
+        .map_err(|reason| self.fail(reason))
+    }
+
+    /// Runs `inputs` as one batch when the model takes batches, else one by
+    /// one; returns each input's outputs. For benchmarks: serving code
+    /// calls [`Model::run`] and lets the batcher form batches.
+    pub fn run_batch(&self, inputs: &[&[f32]]) -> Result<Vec<Vec<Tensor>>> {
+        if self.batcher.is_none() || inputs.len() < 2 {
+            return inputs.iter().map(|input| self.run(input)).collect();
+        }
+        let expected: usize = self.input_shape.iter().product();
+        if let Some(bad) = inputs.iter().find(|i| i.len() != expected) {
+            return Err(self.fail(format!(
+                "input has {} values, expected {expected}",
+                bad.len()
+            )));
+        }
+        let joined = inputs.concat();
+        crate::batch::split(self.execute(&joined, inputs.len()), inputs.len())
+            .into_iter()
+            .map(|outcome| outcome.map_err(|reason| self.fail(reason)))
+            .collect()
+    }
+
+    /// Runs `n` inputs laid end to end as one batch of shape
+    /// `[n, C, H, W]` (n > 1 only for models with a symbolic batch).
+    fn execute(&self, inputs: &[f32], n: usize) -> Outcome {
+        let [_, c, h, w] = self.input_shape;
         match &*self.inner {
             Inner::Tract(plan) => {
-                let tensor = TractTensor::from_shape(&self.input_shape, input)
-                    .map_err(|e| fail(format!("{e:#}")))?;
+                let tensor =
+                    TractTensor::from_shape(&[n, c, h, w], inputs).map_err(|e| format!("{e:#}"))?;
                 let outputs = plan
                     .run(tvec!(tensor.into()))
-                    .map_err(|e| fail(format!("{e:#}")))?;
+                    .map_err(|e| format!("{e:#}"))?;
                 outputs
                     .iter()
                     .map(|t| {
                         let view = t
                             .to_plain_array_view::<f32>()
-                            .map_err(|e| fail(format!("{e:#}")))?;
+                            .map_err(|e| format!("{e:#}"))?;
                         Ok(Tensor {
                             shape: view.shape().to_vec(),
                             data: view.iter().copied().collect(),
@@ -505,17 +612,17 @@ impl Model {
                     }
                     None => acquire(sessions, next),
                 };
-                let value = ort::value::TensorRef::from_array_view((self.input_shape, input))
-                    .map_err(|e| fail(e.to_string()))?;
+                let value = ort::value::TensorRef::from_array_view(([n, c, h, w], inputs))
+                    .map_err(|e| e.to_string())?;
                 let outputs = session
                     .run(ort::inputs![value])
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(|e| e.to_string())?;
                 outputs
                     .iter()
                     .map(|(_, value)| {
                         let (shape, data) = value
                             .try_extract_tensor::<f32>()
-                            .map_err(|e| fail(e.to_string()))?;
+                            .map_err(|e| e.to_string())?;
                         Ok(Tensor {
                             shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
                             data: data.to_vec(),

@@ -49,7 +49,7 @@ fn load_engine(config: &Config) -> Result<Arc<dyn FaceAnalyzer>, Box<dyn std::er
         &config.model_dir(),
         config.runtime,
         &[config.default_model],
-        config.lone_request_threads(),
+        config.engine_tuning(),
     )?)
 }
 
@@ -105,6 +105,7 @@ pub fn compare(config: &Config, a: &Path, b: &Path) -> CmdResult {
         orientation: false,
         mask: false,
         spoofing: None,
+        ..FaceOptions::default()
     };
     let source = analyze_offline(engine.as_ref(), &load_image(a)?, options, Some(model))?;
     let source = source

@@ -14,7 +14,7 @@
 //! the data.
 
 use facegate_onnx::proto::ModelProto;
-use facegate_onnx::{Attr, GraphBuilder};
+use facegate_onnx::{Attr, GraphBuilder, BATCH};
 
 use super::reader::{AliasTensor, Reader, Tensor};
 use super::DlibError;
@@ -402,7 +402,7 @@ fn build_graph(
 ) -> Result<ModelProto, DlibError> {
     let (rows, cols) = (input.rows as i64, input.cols as i64);
     let mut g = GraphBuilder::new("dlib_face_recognition_resnet_model_v1");
-    let x = g.input("input", &[1, 3, rows, cols]);
+    let x = g.input("input", &[BATCH, 3, rows, cols]);
     // dlib's input_rgb_image_sized::to_tensor: (pixel - mean) / 256.
     let mean = g.constant_f32("rgb_mean", &[1, 3, 1, 1], &input.mean);
     let centered = g.node("Sub", &[&x, &mean], &[]);
@@ -593,7 +593,7 @@ fn build_graph(
             ))
         }
     };
-    g.output("embedding", &[1, out]);
+    g.output("embedding", &[BATCH, out]);
     g.metadata(
         "source",
         "dlib_face_recognition_resnet_model_v1.dat (dlib, CC0)",

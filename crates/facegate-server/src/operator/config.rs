@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use facegate_vision::batch::Batching;
 use facegate_vision::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
+use crate::engine::EngineTuning;
 use crate::error::ConfigError;
 
 /// Name of the config file created in the data directory on first start.
@@ -38,6 +40,8 @@ const SCALAR_KEYS: &[&str] = &[
     "allow_private_urls",
     "register_quality_gate",
     "lone_request_threads",
+    "batch_max",
+    "batch_window_ms",
     "console",
     "max_faces_per_group",
     "max_image_pixels",
@@ -165,6 +169,14 @@ pub struct Config {
     /// runs (ONNX Runtime on CPU); 0: every core, 1: always one thread.
     #[serde(default)]
     pub lone_request_threads: u64,
+    /// Most faces of concurrent requests one network run may batch; 0: the
+    /// runtime's default (8 on CPU, 32 on CUDA), 1: no batching.
+    #[serde(default)]
+    pub batch_max: u64,
+    /// Milliseconds a free network may wait for more faces when more
+    /// requests are in flight than it has sessions; 0: never waits.
+    #[serde(default = "default_batch_window_ms")]
+    pub batch_window_ms: u64,
     /// Face quota of one group.
     #[serde(default = "default_max_faces")]
     pub max_faces_per_group: u64,
@@ -214,6 +226,10 @@ pub struct Config {
 fn default_max_image_pixels() -> u64 {
     facegate_image::Limits::default().max_pixels
 }
+fn default_batch_window_ms() -> u64 {
+    2
+}
+
 fn default_header_timeout() -> u64 {
     ConnectionLimits::default().header_timeout.as_secs()
 }
@@ -261,6 +277,8 @@ impl Default for Config {
             allow_private_urls: false,
             register_quality_gate: false,
             lone_request_threads: 0,
+            batch_max: 0,
+            batch_window_ms: default_batch_window_ms(),
             max_faces_per_group: DEFAULT_MAX_FACES_PER_GROUP,
             max_image_pixels: default_max_image_pixels(),
             header_timeout_secs: default_header_timeout(),
@@ -279,9 +297,23 @@ impl Default for Config {
 }
 
 impl Config {
-    /// `lone_request_threads` as the engine takes it (0: every core).
-    pub fn lone_request_threads(&self) -> usize {
-        usize::try_from(self.lone_request_threads).unwrap_or(usize::MAX)
+    /// `lone_request_threads`, `batch_max` and `batch_window_ms` as the
+    /// engine takes them.
+    pub fn engine_tuning(&self) -> EngineTuning {
+        let default = match self.runtime {
+            RuntimeKind::Cuda => Batching::GPU,
+            _ => Batching::DEFAULT,
+        };
+        EngineTuning {
+            lone_run_threads: usize::try_from(self.lone_request_threads).unwrap_or(usize::MAX),
+            batching: Some(Batching {
+                max_batch: match self.batch_max {
+                    0 => default.max_batch,
+                    n => usize::try_from(n).unwrap_or(usize::MAX),
+                },
+                window: Duration::from_millis(self.batch_window_ms),
+            }),
+        }
     }
 
     /// Parses TOML text and applies `FACEGATE_<KEY>` overrides looked up
@@ -783,6 +815,28 @@ argos_api_key = "c"
         for key in SCALAR_KEYS {
             check_env_names([format!("FACEGATE_{}", key.to_ascii_uppercase())]).unwrap();
         }
+    }
+
+    #[test]
+    fn batching_follows_the_runtime_unless_configured() {
+        let tuning = |text: &str| {
+            Config::from_toml_str(text, &no_env)
+                .unwrap()
+                .engine_tuning()
+        };
+        let cpu = tuning("").batching.unwrap();
+        assert_eq!(cpu, Batching::DEFAULT);
+        assert_eq!(
+            tuning("runtime = \"cuda\"").batching.unwrap(),
+            Batching::GPU
+        );
+        let off = tuning("batch_max = 1\nbatch_window_ms = 0")
+            .batching
+            .unwrap();
+        assert_eq!((off.max_batch, off.window), (1, Duration::ZERO));
+        let env = |k: &str| (k == "FACEGATE_BATCH_MAX").then(|| "16".to_string());
+        let from_env = Config::from_toml_str("", &env).unwrap().engine_tuning();
+        assert_eq!(from_env.batching.unwrap().max_batch, 16);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use facegate_core::{Face, Liveness, SpoofCondition};
 use facegate_image::Limits;
 
-use super::{FaceOptions, ImageInput, Result, Service};
+use super::{FaceOptions, ImageInput, Lane, Result, Service};
 use crate::analyzer::AnalyzeRequest;
 use crate::error::{ImageRole, ServiceError};
 
@@ -27,6 +27,7 @@ impl Service {
         image: ImageInput,
         aligned: bool,
         condition: SpoofCondition,
+        lane: Lane,
     ) -> Result<SpoofingOutcome> {
         if aligned {
             // An aligned crop of the wrong size is -45070 whatever its size,
@@ -48,7 +49,7 @@ impl Service {
                         });
                     }
                     let started = std::time::Instant::now();
-                    let verdict = analyzer.spoof_aligned(crop, condition);
+                    let verdict = analyzer.spoof_aligned(crop, condition, lane.0);
                     metrics::histogram!(
                         crate::telemetry::ANALYSIS_DURATION,
                         "operation" => "spoof_aligned"
@@ -63,6 +64,7 @@ impl Service {
             orientation: false,
             mask: false,
             spoofing: Some(condition),
+            lane,
         };
         let faces = self
             .analyze(image, ImageRole::Image, opts.request(None))
@@ -72,7 +74,7 @@ impl Service {
 
     /// Argos liveness of the largest face: its verdict, whose score × 100
     /// is the `liveness_score`.
-    pub async fn liveness_score(&self, image: ImageInput) -> Result<Liveness> {
+    pub async fn liveness_score(&self, image: ImageInput, lane: Lane) -> Result<Liveness> {
         let request = AnalyzeRequest {
             embedding: None,
             orientation: false,
@@ -82,6 +84,7 @@ impl Service {
             // The score is the largest face's.
             max_faces: Some(1),
             max_embeddings: None,
+            lane: lane.0,
         };
         let faces = self.analyze(image, ImageRole::Image, request).await?;
         let face = faces.first().ok_or(ServiceError::NoFace("the image"))?;

@@ -56,6 +56,22 @@ pub struct FaceRef {
     pub face_id: String,
 }
 
+/// Whose work an analysis is: the vision engine batches concurrent
+/// requests' faces taking lanes in turn, so one tenant's burst cannot crowd
+/// out another's requests. Lane 0 is for work on no tenant's behalf.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Lane(pub u64);
+
+impl Lane {
+    /// The lane of the tenant whose appKey is `app_key`.
+    pub fn of_tenant(app_key: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        app_key.hash(&mut h);
+        Lane(h.finish())
+    }
+}
+
 /// Per-face options of detect, register, search, compare and verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaceOptions {
@@ -65,6 +81,8 @@ pub struct FaceOptions {
     pub mask: bool,
     /// Report `spoofing`, at this sensitivity.
     pub spoofing: Option<SpoofCondition>,
+    /// On whose behalf the faces are analysed.
+    pub lane: Lane,
 }
 
 impl Default for FaceOptions {
@@ -74,6 +92,7 @@ impl Default for FaceOptions {
             orientation: true,
             mask: true,
             spoofing: None,
+            lane: Lane::default(),
         }
     }
 }
@@ -92,7 +111,13 @@ impl FaceOptions {
             orientation: orientation.unwrap_or(true),
             mask: mask.unwrap_or(true),
             spoofing: spoofing.unwrap_or(false).then_some(condition),
+            lane: Lane::default(),
         })
+    }
+
+    /// The same options, analysed in `lane`.
+    pub fn in_lane(self, lane: Lane) -> Self {
+        Self { lane, ..self }
     }
 
     fn request(self, embedding: Option<&str>) -> AnalyzeRequest {
@@ -104,6 +129,7 @@ impl FaceOptions {
             quality_gate: false,
             max_faces: None,
             max_embeddings: None,
+            lane: self.lane.0,
         }
     }
 

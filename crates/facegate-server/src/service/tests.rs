@@ -108,6 +108,7 @@ impl FaceAnalyzer for FakeAnalyzerForUnitTests {
         &self,
         _crop: &RgbImage,
         _c: SpoofCondition,
+        _lane: u64,
     ) -> Result<Liveness, AnalyzerError> {
         Ok(Liveness {
             real_probability: 0.1,
@@ -270,6 +271,7 @@ async fn options_off_omit_fields_and_missing_face_is_invalid_param() {
         orientation: false,
         mask: false,
         spoofing: None,
+        ..FaceOptions::default()
     };
     let d = svc.detect(png(100, 100), opts).await.unwrap();
     assert_eq!(d[0].pose, None);
@@ -302,12 +304,12 @@ async fn aligned_spoofing_needs_224() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path(), vec![], 100);
     let d = svc
-        .spoofing(png(224, 224), true, SpoofCondition::Balanced)
+        .spoofing(png(224, 224), true, SpoofCondition::Balanced, Lane(0))
         .await
         .unwrap();
     assert!(matches!(d, SpoofingOutcome::Aligned(l) if l.is_spoof));
     let err = svc
-        .spoofing(png(224, 225), true, SpoofCondition::Balanced)
+        .spoofing(png(224, 225), true, SpoofCondition::Balanced, Lane(0))
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::AlignedSize { .. }));

@@ -21,7 +21,7 @@ use super::nhn_common::header_str;
 use super::state::{new_id, AppState};
 use crate::analyzer::AnalyzerError;
 use crate::error::{image_error_text, ServiceError};
-use crate::service::{ImageInput, Service};
+use crate::service::{ImageInput, Lane, Service};
 
 /// The API key header of this surface.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -202,6 +202,7 @@ fn strip_mime_prefix(s: &str) -> &str {
 /// run it on.
 pub struct Tenant {
     service: Arc<Service>,
+    lane: Lane,
 }
 
 impl FromRequestParts<AppState> for Tenant {
@@ -209,10 +210,13 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ArgosError> {
         let key = header_str(parts, API_KEY_HEADER);
-        st.tenants()
+        let lane = st
+            .tenants()
             .by_argos_key(key)
+            .map(Lane::of_tenant)
             .ok_or(ArgosError::Unauthorized)?;
         Ok(Tenant {
+            lane,
             service: st.service()?,
         })
     }
@@ -253,7 +257,7 @@ impl<S: Send + Sync> FromRequest<S> for FaceImage {
         (status = 503, description = "Still loading, or busy", body = ErrorBody),
     ))]
 async fn liveness(t: Tenant, FaceImage(image): FaceImage) -> Result<Response, ArgosError> {
-    let live = t.service.liveness_score(image).await?;
+    let live = t.service.liveness_score(image, t.lane).await?;
     if let Some(issue) = live.unjudgeable {
         return Err(ArgosError::Unjudgeable(issue));
     }

@@ -23,7 +23,7 @@ use super::nhn_common::{
 use super::nhn_reco::{spoofing_details, FaceDetails};
 use super::state::AppState;
 use crate::error::ServiceError;
-use crate::service::{parse_condition, ImageInput, Service};
+use crate::service::{parse_condition, ImageInput, Lane, Service};
 
 /// The OpenAPI tag of this surface's operation.
 pub const TAG: &str = "NHN Face Liveness";
@@ -65,6 +65,7 @@ impl IntoResponse for LivenessError {
 /// `Authorization` matched a tenant; the service to run it on.
 pub struct Tenant {
     service: Arc<Service>,
+    lane: Lane,
 }
 
 impl FromRequestParts<AppState> for Tenant {
@@ -77,6 +78,7 @@ impl FromRequestParts<AppState> for Tenant {
             .ok_or(ServiceError::Unauthorized)?;
         Ok(Tenant {
             service: st.service()?,
+            lane: Lane::of_tenant(&app_key),
         })
     }
 }
@@ -147,7 +149,10 @@ impl<S: Send + Sync> FromRequest<S> for SpoofingForm {
     responses((status = 200, description = "Each face's verdict, or an error in the envelope", body = Envelope<FaceDetails>)))]
 async fn spoofing(t: Tenant, form: SpoofingForm) -> Result<NhnOk<FaceDetails>, LivenessError> {
     let condition = parse_condition(form.condition.as_deref())?;
-    let outcome = t.service.spoofing(form.image, false, condition).await?;
+    let outcome = t
+        .service
+        .spoofing(form.image, false, condition, t.lane)
+        .await?;
     Ok(NhnOk::data(FaceDetails::new(spoofing_details(&outcome))))
 }
 

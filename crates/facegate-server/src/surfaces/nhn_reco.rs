@@ -22,8 +22,8 @@ use super::nhn_common::{
 use super::state::AppState;
 use crate::error::ServiceError;
 use crate::service::{
-    parse_condition, FaceMatch, FaceRef, GroupRef, RegisterRequest, SearchParams, Service,
-    SpoofingOutcome,
+    parse_condition, FaceMatch, FaceOptions, FaceRef, GroupRef, Lane, RegisterRequest,
+    SearchParams, Service, SpoofingOutcome,
 };
 
 /// The API key header of this surface.
@@ -123,6 +123,11 @@ struct FacePath {
 }
 
 impl Tenant {
+    /// The request's face options, analysed in this tenant's lane.
+    fn options(&self, wire: &WireOptions) -> Result<FaceOptions, ServiceError> {
+        Ok(wire.parse()?.in_lane(Lane::of_tenant(&self.app_key)))
+    }
+
     fn group(&self, group_id: String) -> GroupRef {
         GroupRef {
             tenant: self.app_key.clone(),
@@ -276,7 +281,7 @@ impl FaceDetails {
     request_body = ImageBody,
     responses((status = 200, description = "The faces, or an error in the envelope", body = Envelope<FaceDetails>)))]
 async fn detect(t: Tenant, NhnJson(b): NhnJson<ImageBody>) -> Reply<FaceDetails> {
-    let opts = b.options.parse()?;
+    let opts = t.options(&b.options)?;
     let faces = t
         .service
         .detect(required_image(b.image, "image")?, opts)
@@ -323,7 +328,7 @@ async fn register(
     NhnJson(b): NhnJson<RegisterBody>,
 ) -> Reply<Registered> {
     let request = RegisterRequest {
-        options: b.options.parse()?,
+        options: t.options(&b.options)?,
         image: required_image(b.image, "image")?,
         external_image_id: b.external_image_id,
         limit: b.limit,
@@ -462,7 +467,7 @@ async fn search_by_image(
     NhnJson(b): NhnJson<ImageBody>,
 ) -> Reply<Matches> {
     let params = search_params(&q)?;
-    let opts = b.options.parse()?;
+    let opts = t.options(&b.options)?;
     let image = required_image(b.image, "image")?;
     let out = t
         .service
@@ -531,7 +536,7 @@ async fn compare(
     NhnJson(b): NhnJson<CompareBody>,
 ) -> Reply<Compared> {
     let threshold = q.threshold()?;
-    let opts = b.options.parse()?;
+    let opts = t.options(&b.options)?;
     let source = required_image(b.source_image, "sourceImage")?;
     let target = required_image(b.target_image, "targetImage")?;
     let out = t.service.compare(source, target, threshold, opts).await?;
@@ -574,7 +579,7 @@ async fn verify(
     NhnPath(p): NhnPath<FacePath>,
     NhnJson(b): NhnJson<VerifyBody>,
 ) -> Reply<Verified> {
-    let opts = b.options.parse()?;
+    let opts = t.options(&b.options)?;
     let image = required_image(b.compare_image, "compareImage")?;
     let out = t.service.verify(&t.face(p), image, opts).await?;
     Ok(NhnOk::data(Verified {
@@ -619,7 +624,12 @@ async fn spoofing(t: Tenant, NhnJson(b): NhnJson<SpoofingBody>) -> Reply<FaceDet
     let image = required_image(b.image, "image")?;
     let outcome = t
         .service
-        .spoofing(image, b.aligned.unwrap_or(false), condition)
+        .spoofing(
+            image,
+            b.aligned.unwrap_or(false),
+            condition,
+            Lane::of_tenant(&t.app_key),
+        )
         .await?;
     Ok(NhnOk::data(FaceDetails::new(spoofing_details(&outcome))))
 }

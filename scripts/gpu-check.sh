@@ -7,7 +7,10 @@
 #   2. compares SFace embeddings on the GPU with the CPU provider's (fails
 #      above 1e-3) and prints detect + embed faces/s and p50/p99 per photo
 #      at 1/4/16/32 concurrent callers (examples/gpu_check.rs);
-#   3. starts `facegate serve` with runtime = "cuda" and runs the HTTP load
+#   3. per network, ms per face at batch 1-16, and the engine at 1-64
+#      concurrent callers with cross-request batching off and on
+#      (examples/batch_bench.rs);
+#   4. starts `facegate serve` with runtime = "cuda" and runs the HTTP load
 #      (register, detect + spoofing, search) at 1/8/32 clients.
 # Numbers go to docs/benchmarks.md. Without network, provision on a machine
 # that has it and point FACEGATE_MODEL_DIR at a copy of that directory.
@@ -38,6 +41,11 @@ target/release/facegate models install --dir "$models" "${mirror_args[@]}" --gpu
 echo "== GPU against CPU, detect + embed (SFace)"
 target/release/examples/gpu_check --models "$models" --photos "$photos" \
   --parity 100 --count 2000 --threads 1,4,16,32
+
+echo "== per-network batch cost and the engine with batching off / on (GPU)"
+cargo build --release --quiet -p facegate-vision --example batch_bench
+target/release/examples/batch_bench --models "$models" --runtime cuda \
+  --photos "$photos" --count 2000 --sessions 2 --callers 1,8,32,64 --max-batch 32
 
 echo "== facegate serve, runtime = cuda, over HTTP"
 target/release/examples/serve_bench --load 10 --clients 1,8,32 --runtime cuda \

@@ -10,12 +10,14 @@
 //! requests in flight cannot fill every batch while another waits.
 //!
 //! A free session waits up to [`Batching::window`] for more inputs only when
-//! more analyses are in flight than the model has sessions, i.e. when some
-//! of them would queue anyway. A lone request, or as many requests as
-//! sessions, never waits: batching costs them nothing. On a CPU, where one
-//! single-threaded session per core already keeps every core busy, that is
-//! the usual case and batches rarely form; on a GPU few sessions serve
-//! many requests and batches are what fills the device.
+//! more analyses are in flight than the model has sessions (some of them
+//! would queue anyway) and the model's previous run was a batch of several
+//! (inputs do arrive close together). A lone request, as many requests as
+//! sessions, or requests too far apart to share a batch never wait:
+//! batching costs them nothing. On a CPU, where one single-threaded session
+//! per core already keeps every core busy, that is the usual case and
+//! batches rarely form; on a GPU few sessions serve many requests and
+//! batches are what fills the device.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -135,6 +137,8 @@ struct Queue {
     collecting: bool,
     /// The lane served last, where the next batch's round-robin starts.
     last_lane: u64,
+    /// Inputs in the batch taken last.
+    last_batch: usize,
     stats: BatchStats,
 }
 
@@ -241,6 +245,7 @@ impl Batcher {
     ) -> MutexGuard<'a, Queue> {
         if !self.config.window.is_zero()
             && self.lanes.in_flight() > self.sessions
+            && q.last_batch > 1
             && !self.enough(&q)
         {
             q.collecting = true;
@@ -258,6 +263,7 @@ impl Batcher {
             q.collecting = false;
         }
         let batch = q.take(self.config.max_batch);
+        q.last_batch = batch.len();
         q.free_sessions -= 1;
         q.running += batch.len();
         q.stats.batches += 1;
@@ -338,11 +344,14 @@ mod tests {
     use std::sync::Barrier;
 
     /// A test double for a network: output i is input i's sum, shape
-    /// `[n, 1]`; records each batch's size.
-    fn summing_network(sizes: &Mutex<Vec<usize>>) -> impl Fn(&[f32], usize) -> Outcome + '_ {
+    /// `[n, 1]`, after `ms` milliseconds; records each batch's size.
+    fn summing_network(
+        sizes: &Mutex<Vec<usize>>,
+        ms: u64,
+    ) -> impl Fn(&[f32], usize) -> Outcome + '_ {
         move |inputs, n| {
             sizes.lock().unwrap().push(n);
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(ms));
             let each = inputs.len() / n;
             Ok(vec![Tensor {
                 shape: vec![n, 1],
@@ -364,12 +373,16 @@ mod tests {
             lanes.clone(),
         );
         let started = Instant::now();
-        let out = lanes.serve(7, || batcher.run(&[1.0, 2.0], &summing_network(&sizes)));
+        let out = lanes.serve(7, || batcher.run(&[1.0, 2.0], &summing_network(&sizes, 20)));
         assert_eq!(out.unwrap()[0].data, vec![3.0]);
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(*sizes.lock().unwrap(), vec![1]);
     }
 
+    /// Six analyses in flight on one session, twice: the first time the
+    /// first caller runs what has queued (nothing says more will come) and
+    /// the rest queue behind it; after that batch of several, the window
+    /// holds the session until all six have queued.
     #[test]
     fn queued_runs_share_a_batch_and_each_gets_its_own_output() {
         let sizes = Mutex::new(Vec::new());
@@ -384,30 +397,35 @@ mod tests {
         );
         let callers = 6;
         let barrier = Barrier::new(callers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..callers)
-                .map(|i| {
-                    let (batcher, lanes, barrier, sizes) = (&batcher, &lanes, &barrier, &sizes);
-                    s.spawn(move || {
-                        lanes.serve(i as u64 % 2, || {
-                            barrier.wait();
-                            let x = i as f32;
-                            batcher.run(&[x, x], &summing_network(sizes))
+        let round = || {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..callers)
+                    .map(|i| {
+                        let (batcher, lanes, barrier, sizes) = (&batcher, &lanes, &barrier, &sizes);
+                        s.spawn(move || {
+                            lanes.serve(i as u64 % 2, || {
+                                barrier.wait();
+                                let x = i as f32;
+                                batcher.run(&[x, x], &summing_network(sizes, 200))
+                            })
                         })
                     })
-                })
-                .collect();
-            for (i, h) in handles.into_iter().enumerate() {
-                let out = h.join().unwrap().unwrap();
-                assert_eq!(out[0].shape, vec![1, 1]);
-                assert_eq!(out[0].data, vec![2.0 * i as f32]);
-            }
-        });
-        let stats = batcher.stats();
-        assert_eq!(stats.inputs, callers as u64);
-        // Six analyses in flight on one session: the window holds the
-        // session until all six have queued (well before 5 s).
+                    .collect();
+                for (i, h) in handles.into_iter().enumerate() {
+                    let out = h.join().unwrap().unwrap();
+                    assert_eq!(out[0].shape, vec![1, 1]);
+                    assert_eq!(out[0].data, vec![2.0 * i as f32]);
+                }
+            })
+        };
+        round();
+        let first = std::mem::take(&mut *sizes.lock().unwrap());
+        assert_eq!(first.iter().sum::<usize>(), callers);
+        // Whatever had queued, then everyone else (queued during 200 ms).
+        assert!(first.len() <= 2, "{first:?}");
+        round();
         assert_eq!(*sizes.lock().unwrap(), vec![callers]);
+        assert_eq!(batcher.stats().inputs, 2 * callers as u64);
     }
 
     #[test]
@@ -451,7 +469,7 @@ mod tests {
         }));
         assert!(caught.is_err());
         let sizes = Mutex::new(Vec::new());
-        let out = batcher.run(&[4.0], &summing_network(&sizes));
+        let out = batcher.run(&[4.0], &summing_network(&sizes, 20));
         assert_eq!(out.unwrap()[0].data, vec![4.0]);
     }
 }

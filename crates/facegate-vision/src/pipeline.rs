@@ -396,6 +396,11 @@ impl Engine {
         self.runtime.serve(lane, f)
     }
 
+    /// Whether the per-face networks batch concurrent requests' faces.
+    pub fn batches(&self) -> bool {
+        self.spoof_v2.batches()
+    }
+
     /// What the per-face networks' batchers have done: the embedders and
     /// both liveness models, summed.
     pub fn batch_stats(&self) -> BatchStats {

@@ -77,7 +77,14 @@ impl RuntimeConfig {
         Self {
             kind,
             ort_library: lib.is_file().then_some(lib),
-            sessions_per_model: available_cores(),
+            // On a CPU one single-threaded session per core keeps every
+            // core busy. On a GPU batch-1 runs cannot fill the device: two
+            // sessions let one copy while the other computes, and the
+            // requests beyond them queue into batches (crate::batch).
+            sessions_per_model: match kind {
+                RuntimeKind::Cuda => 2,
+                _ => available_cores(),
+            },
             lone_run_threads: available_cores(),
         }
     }

@@ -72,15 +72,14 @@ fn a_batch_gives_each_input_the_numbers_it_gets_alone() {
     assert!(!on_tract.batches());
 }
 
-/// Six LFW photos (their largest face) analysed at once on one session per network:
-/// the window holds the free session until every analysis has queued its
-/// face, so the networks run them in batches, and every face gets the
-/// numbers a sequential analysis gives.
+/// Six LFW photos (their largest face) analysed at once on one session per
+/// network: faces queue behind the busy sessions and run in batches, and
+/// every face gets the numbers a sequential analysis gives.
 #[test]
 fn concurrent_analyses_share_batches_and_keep_their_numbers() {
     let batching = Batching {
         max_batch: 8,
-        window: Duration::from_secs(2),
+        window: Duration::from_millis(200),
     };
     let engine = Engine::load_with(
         common::runtimes().remove(0).with_batching(batching),

@@ -50,6 +50,18 @@ pub enum AnalyzerError {
     Engine(String),
 }
 
+/// Runs of the per-face networks and the faces they carried, summed over
+/// the networks (for monitoring: faces / runs is the mean batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Network runs, batches of one included.
+    pub runs: u64,
+    /// Faces those runs carried.
+    pub faces: u64,
+    /// The largest batch run.
+    pub largest: usize,
+}
+
 /// What the service needs from a vision engine.
 pub trait FaceAnalyzer: Send + Sync {
     /// Detects faces, ranked by [`facegate_core::rank_faces`] (largest
@@ -77,6 +89,12 @@ pub trait FaceAnalyzer: Send + Sync {
     /// The inference runtime in use (a short fixed name, for monitoring).
     fn runtime(&self) -> &'static str {
         "unknown"
+    }
+
+    /// What cross-request batching has done so far; `None` when the
+    /// runtime does not batch.
+    fn batch_counts(&self) -> Option<BatchCounts> {
+        None
     }
 
     /// Maps a cosine similarity of two embeddings of `model` to the API's

@@ -12,7 +12,7 @@ use facegate_vision::embedder::Embedder;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, EngineOptions, FaceSelection};
 use facegate_vision::spoof::SpoofVerdict;
 
-use crate::analyzer::{AnalyzeRequest, AnalyzerError, FaceAnalyzer};
+use crate::analyzer::{AnalyzeRequest, AnalyzerError, BatchCounts, FaceAnalyzer};
 
 fn liveness(v: SpoofVerdict) -> Liveness {
     Liveness {
@@ -155,6 +155,17 @@ impl FaceAnalyzer for Engine {
 
     fn runtime(&self) -> &'static str {
         self.backend().name()
+    }
+
+    fn batch_counts(&self) -> Option<BatchCounts> {
+        self.batches().then(|| {
+            let stats = self.batch_stats();
+            BatchCounts {
+                runs: stats.batches,
+                faces: stats.inputs,
+                largest: stats.largest,
+            }
+        })
     }
 
     fn similarity(&self, model: &str, cosine: f32) -> f32 {

@@ -58,6 +58,12 @@ pub const MODEL_INFO: &str = "facegate_model_info";
 pub const READY: &str = "facegate_ready";
 /// Configured tenants.
 pub const TENANTS: &str = "facegate_tenants";
+/// Counter: runs of the per-face networks (batches, of one included).
+pub const BATCH_RUNS: &str = "facegate_batch_runs_total";
+/// Counter: faces those runs carried.
+pub const BATCH_FACES: &str = "facegate_batch_faces_total";
+/// Gauge: the largest batch run so far.
+pub const BATCH_LARGEST: &str = "facegate_batch_largest";
 
 /// Upper bounds (seconds) of every latency histogram.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -176,6 +182,15 @@ fn describe() {
     );
     describe_gauge!(READY, "1 once the store is open and the models are loaded");
     describe_gauge!(TENANTS, "Configured tenants");
+    describe_counter!(
+        BATCH_RUNS,
+        "Runs of the per-face networks (embedders, liveness), batches of one included; absent when the runtime does not batch"
+    );
+    describe_counter!(
+        BATCH_FACES,
+        "Faces those runs carried (faces / runs = mean batch)"
+    );
+    describe_gauge!(BATCH_LARGEST, "The largest batch run so far");
 }
 
 /// Seconds since `started`, as recorded.

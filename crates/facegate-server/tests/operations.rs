@@ -458,6 +458,22 @@ fn metrics_parse_and_move_with_requests() {
         assert!(after.samples.iter().any(|s| s.name == "facegate_model_info"
             && s.labels.get("model").is_some_and(|m| !m.is_empty())
             && s.labels.get("runtime").is_some_and(|r| !r.is_empty())));
+        // Cross-request batching counters, wherever the runtime batches
+        // (ONNX Runtime; tract never does).
+        let batching_runtime = after.samples.iter().any(|s| {
+            s.name == "facegate_model_info" && s.labels.get("runtime").is_some_and(|r| r != "tract")
+        });
+        assert_eq!(
+            after.has("facegate_batch_runs_total"),
+            batching_runtime,
+            "{text}"
+        );
+        if batching_runtime {
+            let runs = after.sum("facegate_batch_runs_total", &[]);
+            assert!(runs >= 1.0, "{text}");
+            assert!(after.sum("facegate_batch_faces_total", &[]) >= runs);
+            assert!(after.sum("facegate_batch_largest", &[]) >= 1.0);
+        }
         if on_postgres() {
             assert_eq!(after.sum("facegate_store_listener_connected", &[]), 1.0);
         }

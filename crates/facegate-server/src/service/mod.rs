@@ -24,7 +24,7 @@ use facegate_core::{Face, SpoofCondition};
 use facegate_image::{FetchPolicy, Limits};
 use facegate_store::{FaceRecord, Gallery, StoreError};
 
-use crate::analyzer::{AnalyzeRequest, FaceAnalyzer};
+use crate::analyzer::{AnalyzeRequest, BatchCounts, FaceAnalyzer};
 use crate::error::{ImageRole, ServiceError};
 use crate::telemetry;
 pub use faces::{RegisterOutcome, RegisterRequest};
@@ -237,6 +237,8 @@ pub struct ServiceStats {
     pub runtime: &'static str,
     /// The embedding models loaded.
     pub models: Vec<String>,
+    /// Cross-request batching so far; `None` when the runtime does not batch.
+    pub batches: Option<BatchCounts>,
 }
 
 /// The service: an analyzer, a gallery and the rules between them.
@@ -303,6 +305,7 @@ impl Service {
             decoded_images: self.images.decoded_images(),
             runtime: self.analyzer.runtime(),
             models: self.analyzer.models(),
+            batches: self.analyzer.batch_counts(),
         }
     }
 

@@ -20,7 +20,7 @@ pub const PATH: &str = "/metrics";
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Sets the gauges that are read, not counted: readiness, tenants, store
-/// totals, decode memory, models.
+/// totals, decode memory, batching, models.
 fn sample(st: &AppState) {
     let ready = st.readiness() == Readiness::Ready;
     metrics::gauge!(telemetry::READY).set(if ready { 1.0 } else { 0.0 });
@@ -37,6 +37,11 @@ fn sample(st: &AppState) {
     metrics::gauge!(telemetry::DECODE_IN_USE).set(stats.decode_in_use as f64);
     metrics::gauge!(telemetry::DECODE_BUDGET).set(stats.decode_budget as f64);
     metrics::gauge!(telemetry::DECODED_IMAGES).set(stats.decoded_images as f64);
+    if let Some(batches) = stats.batches {
+        metrics::counter!(telemetry::BATCH_RUNS).absolute(batches.runs);
+        metrics::counter!(telemetry::BATCH_FACES).absolute(batches.faces);
+        metrics::gauge!(telemetry::BATCH_LARGEST).set(batches.largest as f64);
+    }
     for model in stats.models {
         metrics::gauge!(
             telemetry::MODEL_INFO,

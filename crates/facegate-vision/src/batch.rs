@@ -229,7 +229,7 @@ impl Batcher {
             }
             let queued = q.waiting.iter().any(|j| j.ticket == ticket);
             if queued && q.free_sessions > 0 && !q.collecting {
-                q = self.lead(q, execute);
+                q = self.lead(q, ticket, execute);
                 continue;
             }
             q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -241,6 +241,7 @@ impl Batcher {
     fn lead<'a>(
         &'a self,
         mut q: MutexGuard<'a, Queue>,
+        leader: u64,
         execute: &dyn Fn(&[f32], usize) -> Outcome,
     ) -> MutexGuard<'a, Queue> {
         if !self.config.window.is_zero()
@@ -275,6 +276,7 @@ impl Batcher {
 
         let mut lease = Lease {
             batcher: self,
+            leader,
             tickets: batch.iter().map(|j| j.ticket).collect(),
             outcomes: Vec::new(),
         };
@@ -287,9 +289,12 @@ impl Batcher {
 
 /// A session taken for one batch. Dropping it, even while unwinding from
 /// a panic in the runtime, frees the session and files an outcome for every
-/// job of the batch, so no caller waits forever.
+/// job of the batch, so no caller waits forever. A leader that unwinds
+/// takes its own job with it: nobody would collect its outcome.
 struct Lease<'a> {
     batcher: &'a Batcher,
+    /// The ticket of the caller running the batch.
+    leader: u64,
     tickets: Vec<u64>,
     outcomes: Vec<Outcome>,
 }
@@ -299,12 +304,18 @@ impl Drop for Lease<'_> {
         let mut q = self.batcher.lock();
         q.free_sessions += 1;
         q.running -= self.tickets.len();
+        let unwinding = std::thread::panicking();
+        if unwinding {
+            q.waiting.retain(|j| j.ticket != self.leader);
+        }
         let mut outcomes = std::mem::take(&mut self.outcomes).into_iter();
         for &ticket in &self.tickets {
             let outcome = outcomes
                 .next()
                 .unwrap_or_else(|| Err("the batch stopped before it finished".into()));
-            q.finished.insert(ticket, outcome);
+            if !(unwinding && ticket == self.leader) {
+                q.finished.insert(ticket, outcome);
+            }
         }
         self.batcher.changed.notify_all();
     }
@@ -468,6 +479,9 @@ mod tests {
             batcher.run(&[1.0], &panicking)
         }));
         assert!(caught.is_err());
+        // The unwound leader's outcome is not kept for nobody.
+        assert!(batcher.lock().finished.is_empty());
+        assert!(batcher.lock().waiting.is_empty());
         let sizes = Mutex::new(Vec::new());
         let out = batcher.run(&[4.0], &summing_network(&sizes, 20));
         assert_eq!(out.unwrap()[0].data, vec![4.0]);

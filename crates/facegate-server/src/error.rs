@@ -167,6 +167,9 @@ pub enum ServerError {
     /// which files and what to do.
     #[error("{0}")]
     DataDir(String),
+    /// Loading the models or opening the store failed; the text says why.
+    #[error("start-up failed: {0}")]
+    StartUp(String),
     /// A background task died.
     #[error("internal: {0}")]
     Internal(String),

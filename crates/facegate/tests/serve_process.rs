@@ -338,7 +338,7 @@ fn refused_start(config: &Path) -> (ExitStatus, String) {
     let mut child = serve(&[], config);
     let status = wait_exit(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
         let _ = child.kill();
-        panic!("a mismatched data dir was served")
+        panic!("a server that should refuse to start is serving")
     });
     (status, output_of(&mut child))
 }
@@ -420,6 +420,24 @@ fn a_data_dir_whose_key_and_database_disagree_refuses_to_start_and_changes_nothi
     assert!(r.contains("\"resultCode\":0"), "{r}");
     signal(&child, "TERM");
     wait_exit(&mut child, Duration::from_secs(30)).expect("exit");
+}
+
+#[test]
+fn cuda_without_the_gpu_runtime_refuses_to_start_and_says_how_to_install_it() {
+    if model_dir().join("onnxruntime-gpu").exists() {
+        eprintln!("skipped: this model dir holds the GPU runtime");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(&tmp.path().join("data"), "runtime = \"cuda\"");
+    let (status, out) = refused_start(&config);
+    assert!(!status.success());
+    assert!(
+        out.contains("start-up failed: models: runtime unavailable"),
+        "{out}"
+    );
+    assert!(out.contains("facegate models install --gpu"), "{out}");
+    assert!(!out.contains("internal"), "{out}");
 }
 
 #[test]

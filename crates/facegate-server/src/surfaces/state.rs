@@ -98,7 +98,7 @@ impl AppState {
             .map_err(|_| ServerError::Internal("readiness channel closed".into()))?
             .clone();
         match r {
-            Readiness::Failed(why) => Err(ServerError::Internal(why)),
+            Readiness::Failed(why) => Err(ServerError::StartUp(why)),
             _ => Ok(()),
         }
     }

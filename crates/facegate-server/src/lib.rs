@@ -24,6 +24,8 @@ pub mod telemetry;
 
 pub use analyzer::FaceAnalyzer;
 pub use error::{ConfigError, ServerError, ServiceError};
+// `ServerError::Store` carries it.
+pub use facegate_store::StoreError;
 /// The embedding models (`default_model` in the config).
 pub use facegate_vision::Embedder;
 pub use operator::config::{

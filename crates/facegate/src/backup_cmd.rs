@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use facegate_server::config::Config;
 use facegate_server::operator::backup;
 use facegate_server::ServerError;
+use facegate_server::StoreError;
 
 type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -37,7 +38,7 @@ pub fn import(
 ) -> CmdResult {
     let report =
         backup::import_group(config, file, app_key, group, master_keys).map_err(|e| match e {
-            ServerError::Store(ref s) if s.to_string() == "group already exists" => {
+            ServerError::Store(StoreError::DuplicatedGroupId) => {
                 format!("{e}; import it under another id with --group NEW").into()
             }
             e => Box::<dyn std::error::Error>::from(e),

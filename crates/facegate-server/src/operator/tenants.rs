@@ -146,7 +146,83 @@ fn edit_config(
     let mut config = Config::from_toml_str(&text, &|_| None)?;
     edit(&mut config.tenants)?;
     config.validate()?;
-    write_private(path, &config.to_toml_string()?)
+    let edited = with_tenants(&text, &config.tenants)?;
+    // The edit touched the tenants only: the file must read back as the
+    // config just validated.
+    if Config::from_toml_str(&edited, &|_| None)? != config {
+        return Err(ConfigError::Invalid(
+            "editing the tenants would change other settings; edit the file by hand".into(),
+        ));
+    }
+    write_private(path, &edited)
+}
+
+/// `text` with its tenant list made `tenants`: entries whose appKey stays
+/// are kept as written, new ones are appended as `[[tenants]]` tables (or
+/// inline tables, if the file lists tenants inline), and every other line,
+/// comments included, is left as it is.
+fn with_tenants(text: &str, tenants: &[TenantConfig]) -> Result<String, ConfigError> {
+    use toml_edit::{value, DocumentMut, InlineTable, Item, Table, Value};
+
+    let invalid = |why: String| ConfigError::Invalid(why);
+    let mut doc: DocumentMut = text.parse().map_err(|e| invalid(format!("{e}")))?;
+    let app_key_of = |entry: Option<&Item>| {
+        entry
+            .and_then(Item::as_str)
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let keep = |app_key: &str| tenants.iter().any(|t| t.app_key == app_key);
+    let fields = |t: &TenantConfig| {
+        [
+            ("app_key", t.app_key.clone()),
+            ("face_api_key", t.face_api_key.clone()),
+            ("liveness_secret_key", t.liveness_secret_key.clone()),
+            ("argos_api_key", t.argos_api_key.clone()),
+        ]
+    };
+    let item = doc
+        .entry("tenants")
+        .or_insert_with(|| Item::ArrayOfTables(Default::default()));
+    match item {
+        Item::ArrayOfTables(tables) => {
+            tables.retain(|t| keep(&app_key_of(t.get("app_key"))));
+            for t in tenants {
+                if !tables
+                    .iter()
+                    .any(|e| app_key_of(e.get("app_key")) == t.app_key)
+                {
+                    let mut table = Table::new();
+                    for (k, v) in fields(t) {
+                        table[k] = value(v);
+                    }
+                    tables.push(table);
+                }
+            }
+        }
+        Item::Value(Value::Array(list)) => {
+            let key_of = |v: &Value| {
+                v.as_inline_table()
+                    .and_then(|t| t.get("app_key"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            list.retain(|v| keep(&key_of(v)));
+            let present: Vec<String> = list.iter().map(key_of).collect();
+            for t in tenants {
+                if !present.contains(&t.app_key) {
+                    let mut table = InlineTable::new();
+                    for (k, v) in fields(t) {
+                        table.insert(k, v.into());
+                    }
+                    list.push(table);
+                }
+            }
+        }
+        _ => return Err(invalid("tenants must be a list of tables".into())),
+    }
+    Ok(doc.to_string())
 }
 
 /// Adds a tenant with random keys to the config file at `path` and returns
@@ -219,6 +295,39 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn editing_tenants_keeps_comments_layout_and_other_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let original = "# Our gateway.\nlisten = \"127.0.0.1:1\"  # behind nginx\n\n\
+                        # Defaults, for reference:\n# max_image_pixels = 40000000\n\n\
+                        # The mobile app.\n[[tenants]]\napp_key = \"mobile\"\n\
+                        face_api_key = \"f\"\nliveness_secret_key = \"l\"\nargos_api_key = \"a\"\n";
+        std::fs::write(&path, original).unwrap();
+        let added = add_tenant(&path, Some("kiosk".into())).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(original), "{text}");
+        assert!(text.contains(&added.face_api_key));
+        remove_tenant(&path, "kiosk").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+        // Tenants written inline stay inline.
+        let inline = "# inline\ntenants = [{ app_key = \"x\", face_api_key = \"f\", \
+                      liveness_secret_key = \"l\", argos_api_key = \"a\" }]\n";
+        std::fs::write(&path, inline).unwrap();
+        add_tenant(&path, Some("y".into())).unwrap();
+        remove_tenant(&path, "x").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# inline\ntenants = ["), "{text}");
+        assert!(!text.contains("[[tenants]]"), "{text}");
+        assert_eq!(list_tenants(&path).unwrap(), vec!["y".to_string()]);
+
+        // A tenants key that is not a list of tables is refused, the file untouched.
+        std::fs::write(&path, "tenants = 3\n").unwrap();
+        assert!(add_tenant(&path, None).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tenants = 3\n");
     }
 
     #[test]

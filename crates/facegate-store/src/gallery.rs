@@ -300,11 +300,13 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// update separately. All methods are blocking (call them from
 /// `spawn_blocking` in async code) and safe to call from many threads.
 ///
-/// On SQLite one `Gallery` must own the database. On PostgreSQL several
-/// galleries (processes) may share it: a background listener reloads a
-/// group's index when another one announces a change (see
-/// [`crate::ChangeListener`]), and a group unknown locally is looked up in
-/// the database before a request fails.
+/// On PostgreSQL several galleries (processes) may share the database: a
+/// background listener reloads a group's index when another one announces
+/// a change (see [`crate::ChangeListener`]), and a group unknown locally is
+/// looked up in the database before a request fails. On SQLite a
+/// background thread looks at the groups table every
+/// [`SQLITE_FOLLOW_EVERY`] and reloads the groups another process (`facegate
+/// import`) created, deleted or changed.
 pub struct Gallery {
     // Shared with the listener thread, which reloads indexes.
     store: Arc<dyn FaceStore>,
@@ -313,7 +315,12 @@ pub struct Gallery {
     options: GalleryOptions,
     rotation: Mutex<()>,
     listener: Option<ListenerHandle>,
+    /// Dropping it stops the SQLite follower thread.
+    _follower: Option<std::sync::mpsc::Sender<()>>,
 }
+
+/// How often a SQLite gallery looks for other processes' changes.
+pub const SQLITE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// The parts of a [`Gallery`] that a reload needs, detached from it so the
 /// listener thread can own them.
@@ -321,6 +328,23 @@ struct Mirror {
     store: Arc<dyn FaceStore>,
     keys: Arc<RwLock<Arc<KeyRing>>>,
     slots: Arc<RwLock<Slots>>,
+}
+
+/// A [`Mirror`] that does not keep the gallery alive (the follower thread's).
+struct WeakMirror {
+    store: std::sync::Weak<dyn FaceStore>,
+    keys: std::sync::Weak<RwLock<Arc<KeyRing>>>,
+    slots: std::sync::Weak<RwLock<Slots>>,
+}
+
+impl WeakMirror {
+    fn upgrade(&self) -> Option<Mirror> {
+        Some(Mirror {
+            store: self.store.upgrade()?,
+            keys: self.keys.upgrade()?,
+            slots: self.slots.upgrade()?,
+        })
+    }
 }
 
 /// Decrypts every face of the group into a fresh index.
@@ -394,6 +418,94 @@ impl Mirror {
             .entry(group_id.to_string())
             .or_insert_with(|| GroupSlot::new(info.model_version, index));
         Ok(())
+    }
+
+    /// Refreshes the groups whose existence, model or face count in the
+    /// store differs from memory. A difference seen while a local write is
+    /// between its commit and its index update is looked at again under
+    /// the group's write lock, so local writes cost no reload.
+    fn catch_up(&self) -> Result<()> {
+        let stored = self.store.all_groups()?;
+        let mut stale = Vec::new();
+        for (tenant, info) in &stored {
+            if !self.matches(tenant, info) {
+                stale.push((tenant.clone(), info.group_id.clone()));
+            }
+        }
+        for (tenant, groups) in read(&self.slots).iter() {
+            for group_id in groups.keys() {
+                if !stored
+                    .iter()
+                    .any(|(t, g)| t == tenant && &g.group_id == group_id)
+                {
+                    stale.push((tenant.clone(), group_id.clone()));
+                }
+            }
+        }
+        let mut first_error = None;
+        for (tenant, group_id) in stale {
+            let settled = match self.lookup(&tenant, &group_id) {
+                Some(slot) => {
+                    let _w = lock(&slot.write);
+                    match self.store.get_group(&tenant, &group_id) {
+                        Ok(Some(info)) => self.matches(&tenant, &info),
+                        Ok(None) => false,
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                            continue;
+                        }
+                    }
+                }
+                None => false,
+            };
+            if !settled {
+                if let Err(e) = self.refresh_group(&tenant, &group_id) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether memory holds the stored group `info` as it is.
+    fn matches(&self, tenant: &str, info: &GroupInfo) -> bool {
+        self.lookup(tenant, &info.group_id).is_some_and(|slot| {
+            !slot.deleted.load(Ordering::SeqCst)
+                && slot.model_version == info.model_version
+                && read(&slot.index).len() as u64 == info.face_count
+        })
+    }
+
+    /// Runs [`Mirror::catch_up`] every [`SQLITE_FOLLOW_EVERY`] until `stop`'s
+    /// sender is dropped or the gallery is gone.
+    fn follow(weak: WeakMirror, stop: std::sync::mpsc::Receiver<()>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut failing = false;
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(SQLITE_FOLLOW_EVERY) {
+            let Some(mirror) = weak.upgrade() else {
+                return;
+            };
+            match mirror.catch_up() {
+                Ok(()) => failing = false,
+                // Once per run of failures: the next look retries.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(
+                        error = %e,
+                        "looking for other processes' changes to the database failed; retrying"
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn downgrade(&self) -> WeakMirror {
+        WeakMirror {
+            store: Arc::downgrade(&self.store),
+            keys: Arc::downgrade(&self.keys),
+            slots: Arc::downgrade(&self.slots),
+        }
     }
 
     /// Refreshes every group in the store or in memory; carries on past a
@@ -480,7 +592,15 @@ impl Gallery {
             }
             DatabaseUrl::Sqlite(path) => {
                 let store = SqliteStore::open_with_timeout(&path, options.store_timeout)?;
-                Self::with_store(Box::new(store), keys, options)
+                let mut gallery = Self::with_store(Box::new(store), keys, options)?;
+                let (stop, stopped) = std::sync::mpsc::channel();
+                let weak = gallery.mirror().downgrade();
+                std::thread::Builder::new()
+                    .name("facegate-sqlite-follow".into())
+                    .spawn(move || Mirror::follow(weak, stopped))
+                    .map_err(|e| StoreError::Database(Box::new(e)))?;
+                gallery._follower = Some(stop);
+                Ok(gallery)
             }
         }
     }
@@ -553,6 +673,7 @@ impl Gallery {
             options,
             rotation: Mutex::new(()),
             listener: None,
+            _follower: None,
         })
     }
 

@@ -44,7 +44,7 @@ pub use error::{Result, StoreError};
 pub use gallery::{
     AddFacesOutcome, DatabaseUrl, FaceWithEmbedding, Gallery, GalleryOptions, NewFace, NewFaces,
     Page, PageRequest, RotationReport, DEFAULT_STORE_TIMEOUT, MAX_MODEL_VERSION_LEN,
-    MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT,
+    MAX_PAGE_LIMIT, MAX_SEARCH_LIMIT, SQLITE_FOLLOW_EVERY,
 };
 pub use index::{cosine_similarity, dot, normalize, SearchHit, MAX_EMBEDDING_DIM};
 pub use keys::{KeyRing, MasterKey, SealedEmbedding, MASTER_KEY_LEN, NONCE_LEN};

@@ -8,26 +8,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{all_faces, faces, Rng, TestStore, MODEL};
+use common::{all_faces, eventually, faces, Rng, TestStore, MODEL};
 use facegate_store::{Gallery, KeyRing, StoreError};
 
 const T: &str = "tenant-a";
-
-/// Polls `cond` for up to `within`; panics with `what` if it never holds.
-fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > within {
-            panic!("not within {within:?}: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[test]
 fn two_nodes_see_each_others_changes_within_a_second() {

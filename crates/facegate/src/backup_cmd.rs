@@ -47,11 +47,5 @@ pub fn import(
         "Imported {} faces (model {}) into group {} of appKey {}.",
         report.group.face_count, report.info.model_version, report.group.group_id, report.tenant
     );
-    if !report.shared {
-        eprintln!(
-            "A server running on this SQLite database serves the group after a restart; \
-             servers started later serve it at once."
-        );
-    }
     Ok(())
 }

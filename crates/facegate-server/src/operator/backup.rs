@@ -33,10 +33,6 @@ pub struct ImportReport {
     pub tenant: String,
     /// The new group.
     pub group: GroupInfo,
-    /// Whether the database is shared (PostgreSQL): running servers pick
-    /// the group up by themselves. On SQLite a running server serves it
-    /// after a restart.
-    pub shared: bool,
 }
 
 /// The appKey an export or import acts on: `explicit`, else the config's
@@ -261,7 +257,6 @@ pub fn import_group(
         info,
         tenant,
         group,
-        shared: gallery.is_shared(),
     })
 }
 
@@ -325,7 +320,6 @@ mod tests {
         ));
         let report = import_group(&b, &file, None, Some("h"), &[a.master_key_file()]).unwrap();
         assert_eq!(report.group.face_count, 1);
-        assert!(!report.shared);
         // The group exists now.
         assert!(matches!(
             import_group(&b, &file, None, Some("h"), &[a.master_key_file()]),

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use facegate_store::{
     Clock, FaceBox, FaceRecord, Gallery, GalleryOptions, KeyRing, MasterKey, NewFace, NewFaces,
@@ -327,4 +327,18 @@ pub fn holds_plaintext(bytes: &[u8], embeddings: &[Vec<f32>]) -> bool {
         let raw: Vec<u8> = e.iter().flat_map(|v| v.to_le_bytes()).collect();
         raw.windows(8).step_by(4).any(|w| windows.contains(w))
     })
+}
+
+/// Polls `cond` for up to `within`; panics with `what` if it never holds.
+pub fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return;
+        }
+        if start.elapsed() > within {
+            panic!("not within {within:?}: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -40,6 +40,18 @@ fn installed() -> PathBuf {
     dir
 }
 
+/// Installs into `dir` from the shared mirror.
+fn install_from_shared(dir: &std::path::Path) -> InstallOutcome {
+    provision::install(
+        &InstallOptions {
+            dir: dir.to_path_buf(),
+            mirror: Some(shared_models().display().to_string()),
+        },
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_second_install_is_a_no_op() {
     let dir = installed();
@@ -47,14 +59,7 @@ fn a_second_install_is_a_no_op() {
         .unwrap()
         .modified()
         .unwrap();
-    let outcome = provision::install(
-        &InstallOptions {
-            dir: dir.clone(),
-            mirror: Some(shared_models().display().to_string()),
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = install_from_shared(&dir);
     assert!(matches!(outcome, InstallOutcome::UpToDate(_)));
     let after = std::fs::metadata(dir.join(files::EMBEDDER))
         .unwrap()
@@ -133,14 +138,7 @@ fn a_tampered_installed_model_triggers_reinstall() {
     copy_dir(&installed(), &dir);
     std::fs::write(dir.join(files::SPOOF_V2), b"tampered").unwrap();
     assert!(!provision::is_installed(&dir));
-    let outcome = provision::install(
-        &InstallOptions {
-            dir: dir.clone(),
-            mirror: Some(shared_models().display().to_string()),
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = install_from_shared(&dir);
     assert!(matches!(outcome, InstallOutcome::Installed(_)));
     assert!(provision::is_installed(&dir));
 }
@@ -183,14 +181,7 @@ fn an_install_from_before_sface_is_completed() {
     .unwrap();
     assert!(manifest.verify(&dir) && !manifest.is_complete());
     assert!(!provision::is_installed(&dir));
-    let outcome = provision::install(
-        &InstallOptions {
-            dir: dir.clone(),
-            mirror: Some(shared_models().display().to_string()),
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = install_from_shared(&dir);
     assert!(matches!(outcome, InstallOutcome::Installed(_)));
     assert!(provision::is_installed(&dir));
     assert!(dir.join(files::SFACE_EMBEDDER).is_file());
@@ -210,14 +201,7 @@ fn an_install_from_before_batching_is_converted_again_with_a_batch_dimension() {
     let manifest = provision::Manifest::read(&dir).unwrap().unwrap();
     assert_eq!(manifest.conversion, 0);
     assert!(manifest.verify(&dir) && !manifest.is_complete());
-    let outcome = provision::install(
-        &InstallOptions {
-            dir: dir.clone(),
-            mirror: Some(shared_models().display().to_string()),
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = install_from_shared(&dir);
     let InstallOutcome::Installed(manifest) = outcome else {
         panic!("an old conversion must be redone");
     };

@@ -5,5 +5,6 @@ pub mod pg;
 pub mod rng;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod stats;
 #[cfg(feature = "browser")]
 pub mod webdriver;

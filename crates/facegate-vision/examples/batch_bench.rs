@@ -18,6 +18,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use facegate_test_support::stats::{summarize, LoadSummary};
 use facegate_vision::batch::Batching;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, FaceSelection};
 use facegate_vision::runtime::{available_cores, Runtime, RuntimeConfig, RuntimeKind};
@@ -76,10 +77,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Per-face milliseconds of each network at growing batch sizes.
 fn per_network(runtime: &Runtime, models: &std::path::Path, label: &str) {
     for (file, side) in [
@@ -126,7 +123,7 @@ fn per_network(runtime: &Runtime, models: &std::path::Path, label: &str) {
 
 /// `callers` threads analysing `images` (each its own lane): faces/s,
 /// p50 and p99 ms per photo, and the mean batch size.
-fn drive(engine: &Engine, images: &[RgbImage], callers: usize) -> (f64, f64, f64, f64) {
+fn drive(engine: &Engine, images: &[RgbImage], callers: usize) -> (LoadSummary, f64) {
     let options = AnalyzeOptions {
         embedding: true,
         orientation: false,
@@ -169,19 +166,11 @@ fn drive(engine: &Engine, images: &[RgbImage], callers: usize) -> (f64, f64, f64
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    let elapsed = started.elapsed().as_secs_f64();
+    let load = summarize(&results, started.elapsed().as_secs_f64());
     let after = engine.batch_stats();
-    let faces: usize = results.iter().map(|r| r.0).sum();
-    let mut ms: Vec<f64> = results.iter().map(|r| r.1).collect();
-    ms.sort_by(f64::total_cmp);
     let mean_batch =
         (after.inputs - before.inputs) as f64 / (after.batches - before.batches).max(1) as f64;
-    (
-        faces as f64 / elapsed,
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-        mean_batch,
-    )
+    (load, mean_batch)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -254,7 +243,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         drive(&engine, &images[..images.len().min(8)], 1); // warm-up
         for &callers in &args.callers {
-            let (fps, p50, p99, mean) = drive(&engine, &images, callers);
+            let (load, mean) = drive(&engine, &images, callers);
+            let (fps, p50, p99) = (load.faces_per_s, load.p50_ms, load.p99_ms);
             let mean = if engine.batches() {
                 format!("{mean:.2}")
             } else {

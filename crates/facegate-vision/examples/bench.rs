@@ -18,8 +18,8 @@ use image::RgbImage;
 
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
     samples.sort();
-    let i = ((samples.len() - 1) as f64 * p).round() as usize;
-    samples[i].as_secs_f64() * 1000.0
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    facegate_test_support::stats::percentile(&ms, p)
 }
 
 fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (f64, f64) {

@@ -19,6 +19,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use facegate_test_support::stats::{summarize, LoadSummary};
 use facegate_vision::pipeline::{AnalyzeOptions, Engine};
 use facegate_vision::runtime::{Runtime, RuntimeConfig, RuntimeKind, ORT_LIBRARY_NAME};
 use facegate_vision::{files, Embedder};
@@ -71,13 +72,8 @@ const EMBED_ONLY: AnalyzeOptions = AnalyzeOptions {
     spoofing: None,
 };
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Detect + embed over `images` from `threads` callers: (faces/s, p50 ms,
-/// p99 ms).
-fn throughput(engine: &Engine, images: &[RgbImage], threads: usize) -> (f64, f64, f64) {
+/// Detect + embed over `images` from `threads` callers.
+fn throughput(engine: &Engine, images: &[RgbImage], threads: usize) -> LoadSummary {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     let results: Vec<(usize, f64)> = std::thread::scope(|s| {
@@ -102,15 +98,7 @@ fn throughput(engine: &Engine, images: &[RgbImage], threads: usize) -> (f64, f64
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    let faces: usize = results.iter().map(|r| r.0).sum();
-    let mut ms: Vec<f64> = results.iter().map(|r| r.1).collect();
-    ms.sort_by(f64::total_cmp);
-    (
-        faces as f64 / elapsed,
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-    )
+    summarize(&results, started.elapsed().as_secs_f64())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -191,7 +179,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| --- | --- | --- | --- |");
     let _ = throughput(&gpu, &images[..images.len().min(20)], 1); // warm-up
     for &threads in &args.threads {
-        let (rate, p50, p99) = throughput(&gpu, &images, threads);
+        let load = throughput(&gpu, &images, threads);
+        let (rate, p50, p99) = (load.faces_per_s, load.p50_ms, load.p99_ms);
         println!("| {threads} | {rate:.1} | {p50:.2} | {p99:.2} |");
     }
     if compared == 0 || worst > args.tolerance || count_mismatch > 0 {

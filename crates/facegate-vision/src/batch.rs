@@ -371,18 +371,22 @@ mod tests {
         }
     }
 
+    /// A batcher over one session that may hold it up to 5 s for a batch
+    /// of up to 8 (long enough that only the rules, never the clock, end a
+    /// wait in these tests), and its lanes.
+    fn one_session_with_a_long_window() -> (Batcher, Lanes) {
+        let lanes = Lanes::default();
+        let config = Batching {
+            max_batch: 8,
+            window: Duration::from_secs(5),
+        };
+        (Batcher::new(config, 1, lanes.clone()), lanes)
+    }
+
     #[test]
     fn a_lone_run_is_a_batch_of_one_and_does_not_wait() {
         let sizes = Mutex::new(Vec::new());
-        let lanes = Lanes::default();
-        let batcher = Batcher::new(
-            Batching {
-                max_batch: 8,
-                window: Duration::from_secs(5),
-            },
-            1,
-            lanes.clone(),
-        );
+        let (batcher, lanes) = one_session_with_a_long_window();
         let started = Instant::now();
         let out = lanes.serve(7, || batcher.run(&[1.0, 2.0], &summing_network(&sizes, 20)));
         assert_eq!(out.unwrap()[0].data, vec![3.0]);
@@ -397,15 +401,7 @@ mod tests {
     #[test]
     fn queued_runs_share_a_batch_and_each_gets_its_own_output() {
         let sizes = Mutex::new(Vec::new());
-        let lanes = Lanes::default();
-        let batcher = Batcher::new(
-            Batching {
-                max_batch: 8,
-                window: Duration::from_secs(5),
-            },
-            1,
-            lanes.clone(),
-        );
+        let (batcher, lanes) = one_session_with_a_long_window();
         let callers = 6;
         let barrier = Barrier::new(callers);
         let round = || {

@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 // The end-to-end harness: PostgreSQL test databases, free ports.
 use facegate_test_support::server as common;
+use facegate_test_support::stats::percentile;
 
 use base64::Engine as _;
 use common::{free_port, PgDatabase};
@@ -153,10 +154,6 @@ impl Rng {
             embedding,
         }
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn summary(mut xs: Vec<f64>) -> String {

@@ -136,9 +136,7 @@ pub fn evaluate(engine: &Engine, dir: &Path, frame: &Frame) -> Result<FrameResul
 /// Value at quantile `q` (sorts `v`).
 pub fn percentile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
+    facegate_test_support::stats::percentile(v, q)
 }
 
 /// ROC AUC of scores (live high): the probability that a random live frame

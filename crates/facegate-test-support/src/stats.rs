@@ -1,6 +1,9 @@
 //! The numbers the benchmarks print: quantiles of latency samples and the
 //! rate and latency of a load run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
 /// The value at quantile `q` (0-1, nearest rank) of `sorted`, which must be
 /// in ascending order; NaN when it is empty.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -19,6 +22,42 @@ pub struct LoadSummary {
     pub p50_ms: f64,
     /// 99th percentile latency of a call, ms.
     pub p99_ms: f64,
+}
+
+/// Makes `calls` calls from `callers` threads at once, each thread taking
+/// the next call number as it finishes one: `call(caller, i)` returns the
+/// faces call `i` answered. The calls' rate and latency.
+pub fn drive(
+    callers: usize,
+    calls: usize,
+    call: impl Fn(usize, usize) -> usize + Sync,
+) -> LoadSummary {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let results: Vec<(usize, f64)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..callers)
+            .map(|caller| {
+                let (next, call) = (&next, &call);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= calls {
+                            return out;
+                        }
+                        let t = Instant::now();
+                        let faces = call(caller, i);
+                        out.push((faces, t.elapsed().as_secs_f64() * 1e3));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    summarize(&results, started.elapsed().as_secs_f64())
 }
 
 /// Summarises calls given as (faces answered, latency ms), made over
@@ -45,6 +84,19 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 100.0);
         assert_eq!(percentile(&v, 1.0), 101.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn every_call_is_made_once() {
+        let made = std::sync::Mutex::new(Vec::new());
+        let load = drive(3, 10, |_, i| {
+            made.lock().unwrap().push(i);
+            1
+        });
+        let mut made = made.into_inner().unwrap();
+        made.sort_unstable();
+        assert_eq!(made, (0..10).collect::<Vec<_>>());
+        assert!(load.faces_per_s > 0.0);
     }
 
     #[test]

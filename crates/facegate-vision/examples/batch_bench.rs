@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use facegate_test_support::stats::{summarize, LoadSummary};
+use facegate_test_support::stats::{self, LoadSummary};
 use facegate_vision::batch::Batching;
 use facegate_vision::pipeline::{AnalyzeOptions, Engine, FaceSelection};
 use facegate_vision::runtime::{available_cores, Runtime, RuntimeConfig, RuntimeKind};
@@ -135,38 +135,16 @@ fn drive(engine: &Engine, images: &[RgbImage], callers: usize) -> (LoadSummary, 
         embeddings: 1,
     };
     let before = engine.batch_stats();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    let results: Vec<(usize, f64)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..callers)
-            .map(|lane| {
-                let next = &next;
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        // Every caller gets a few photos however few there are.
-                        if i >= images.len().max(callers * 4) {
-                            return out;
-                        }
-                        let image = &images[i % images.len()];
-                        let t = Instant::now();
-                        let faces = engine
-                            .serve(lane as u64, || {
-                                engine.analyze_selected(image, &options, Embedder::Sface, largest)
-                            })
-                            .map_or(0, |(f, _)| f.len());
-                        out.push((faces, t.elapsed().as_secs_f64() * 1e3));
-                    }
-                })
+    // Every caller gets a few photos however few there are.
+    let calls = images.len().max(callers * 4);
+    let load = stats::drive(callers, calls, |lane, i| {
+        let image = &images[i % images.len()];
+        engine
+            .serve(lane as u64, || {
+                engine.analyze_selected(image, &options, Embedder::Sface, largest)
             })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+            .map_or(0, |(f, _)| f.len())
     });
-    let load = summarize(&results, started.elapsed().as_secs_f64());
     let after = engine.batch_stats();
     let mean_batch =
         (after.inputs - before.inputs) as f64 / (after.batches - before.batches).max(1) as f64;

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use facegate_test_support::stats::{summarize, LoadSummary};
+use facegate_test_support::stats::{self, LoadSummary};
 use facegate_vision::pipeline::{AnalyzeOptions, Engine};
 use facegate_vision::runtime::{Runtime, RuntimeConfig, RuntimeKind, ORT_LIBRARY_NAME};
 use facegate_vision::{files, Embedder};
@@ -74,31 +74,11 @@ const EMBED_ONLY: AnalyzeOptions = AnalyzeOptions {
 
 /// Detect + embed over `images` from `threads` callers.
 fn throughput(engine: &Engine, images: &[RgbImage], threads: usize) -> LoadSummary {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    let results: Vec<(usize, f64)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(image) = images.get(i) else {
-                            return out;
-                        };
-                        let t = Instant::now();
-                        let faces = engine.analyze(image, &EMBED_ONLY).map_or(0, |f| f.len());
-                        out.push((faces, t.elapsed().as_secs_f64() * 1e3));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    summarize(&results, started.elapsed().as_secs_f64())
+    stats::drive(threads, images.len(), |_, i| {
+        engine
+            .analyze(&images[i], &EMBED_ONLY)
+            .map_or(0, |f| f.len())
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -432,12 +432,13 @@ impl Mirror {
                 stale.push((tenant.clone(), info.group_id.clone()));
             }
         }
+        let in_store: std::collections::HashSet<(&str, &str)> = stored
+            .iter()
+            .map(|(t, g)| (t.as_str(), g.group_id.as_str()))
+            .collect();
         for (tenant, groups) in read(&self.slots).iter() {
             for group_id in groups.keys() {
-                if !stored
-                    .iter()
-                    .any(|(t, g)| t == tenant && &g.group_id == group_id)
-                {
+                if !in_store.contains(&(tenant.as_str(), group_id.as_str())) {
                     stale.push((tenant.clone(), group_id.clone()));
                 }
             }
@@ -481,12 +482,21 @@ impl Mirror {
     fn follow(weak: WeakMirror, stop: std::sync::mpsc::Receiver<()>) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut failing = false;
+        let mut seen = None;
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(SQLITE_FOLLOW_EVERY) {
             let Some(mirror) = weak.upgrade() else {
                 return;
             };
+            // Nothing committed since the last look: nothing to compare.
+            let counter = mirror.store.change_counter().ok().flatten();
+            if counter.is_some() && counter == seen {
+                continue;
+            }
             match mirror.catch_up() {
-                Ok(()) => failing = false,
+                Ok(()) => {
+                    failing = false;
+                    seen = counter;
+                }
                 // Once per run of failures: the next look retries.
                 Err(e) if !failing => {
                     failing = true;

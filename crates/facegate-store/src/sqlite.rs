@@ -371,6 +371,12 @@ impl FaceStore for SqliteStore {
         Ok(rows)
     }
 
+    fn change_counter(&self) -> Result<Option<i64>> {
+        let conn = lock(&self.reader);
+        let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(Some(version))
+    }
+
     fn delete_group(&self, tenant: &str, group_id: &str) -> Result<bool> {
         let conn = lock(&self.writer);
         // Faces go with it through ON DELETE CASCADE, in the same statement.

@@ -121,6 +121,14 @@ pub trait FaceStore: Send + Sync {
     /// Every group of every tenant, as (tenant, group); used at start-up.
     fn all_groups(&self) -> Result<Vec<(String, GroupInfo)>>;
 
+    /// A number that changes whenever a commit may have changed the data
+    /// (SQLite: `PRAGMA data_version` of the reading connection, which
+    /// counts every other connection's commits); `None` where the backend
+    /// cannot tell.
+    fn change_counter(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// Deletes the group and all its faces. `false` if it did not exist.
     fn delete_group(&self, tenant: &str, group_id: &str) -> Result<bool>;
 

@@ -24,6 +24,14 @@ pub struct LoadSummary {
     pub p99_ms: f64,
 }
 
+/// A comma-separated list of counts given to `flag` (`--callers 1,8,32`).
+pub fn counts(flag: &str, value: &str) -> Result<Vec<usize>, String> {
+    value
+        .split(',')
+        .map(|t| t.trim().parse().map_err(|e| format!("{flag}: {e}")))
+        .collect()
+}
+
 /// Makes `calls` calls from `callers` threads at once, each thread taking
 /// the next call number as it finishes one: `call(caller, i)` returns the
 /// faces call `i` answered. The calls' rate and latency.
@@ -84,6 +92,14 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 100.0);
         assert_eq!(percentile(&v, 1.0), 101.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn counts_are_parsed_or_refused_naming_the_flag() {
+        assert_eq!(counts("--callers", "1, 8,32"), Ok(vec![1, 8, 32]));
+        assert!(counts("--callers", "1,x")
+            .unwrap_err()
+            .starts_with("--callers: "));
     }
 
     #[test]

@@ -65,12 +65,7 @@ fn parse_args() -> Result<Args, String> {
             "--count" => a.count = num()?,
             "--max-batch" => a.max_batch = num()?,
             "--window-ms" => a.window_ms = num()? as u64,
-            "--callers" => {
-                a.callers = value
-                    .split(',')
-                    .map(|t| t.trim().parse().map_err(|e| format!("--callers: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--callers" => a.callers = stats::counts(&flag, &value)?,
             other => return Err(format!("unknown option {other}")),
         }
     }

@@ -52,12 +52,7 @@ fn parse_args() -> Result<Args, String> {
             "--photos" => a.photos = PathBuf::from(&value),
             "--parity" => a.parity = num()?,
             "--count" => a.count = num()?,
-            "--threads" => {
-                a.threads = value
-                    .split(',')
-                    .map(|t| t.trim().parse().map_err(|e| format!("--threads: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--threads" => a.threads = stats::counts(&flag, &value)?,
             "--tolerance" => a.tolerance = value.parse().map_err(|e| format!("{flag}: {e}"))?,
             other => return Err(format!("unknown option {other}")),
         }

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 // The end-to-end harness: PostgreSQL test databases, free ports.
 use facegate_test_support::server as common;
-use facegate_test_support::stats::percentile;
+use facegate_test_support::stats::{self, percentile};
 
 use base64::Engine as _;
 use common::{free_port, PgDatabase};
@@ -111,14 +111,7 @@ fn parse_args() -> Args {
             "--soak" => a.soak = Some(num() as u64),
             "--load" => a.load = Some(num() as u64),
             "--clients" => {
-                a.clients = value
-                    .split(',')
-                    .map(|c| {
-                        c.trim()
-                            .parse()
-                            .expect("--clients: numbers separated by commas")
-                    })
-                    .collect()
+                a.clients = stats::counts(&flag, &value).unwrap_or_else(|e| panic!("{e}"))
             }
             "--runtime" => a.runtime = value,
             "--photos" => a.photos = PathBuf::from(value),

@@ -305,8 +305,9 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// a change (see [`crate::ChangeListener`]), and a group unknown locally is
 /// looked up in the database before a request fails. On SQLite a
 /// background thread looks at the groups table every
-/// [`SQLITE_FOLLOW_EVERY`] and reloads the groups another process (`facegate
-/// import`) created, deleted or changed.
+/// [`SQLITE_FOLLOW_EVERY`] (when something was committed) and reloads the
+/// groups another process (`facegate import`) created or deleted, or whose
+/// face count or model it changed.
 pub struct Gallery {
     // Shared with the listener thread, which reloads indexes.
     store: Arc<dyn FaceStore>,

@@ -164,14 +164,9 @@ fn edit_config(
 fn with_tenants(text: &str, tenants: &[TenantConfig]) -> Result<String, ConfigError> {
     use toml_edit::{value, DocumentMut, InlineTable, Item, Table, Value};
 
-    let invalid = |why: String| ConfigError::Invalid(why);
-    let mut doc: DocumentMut = text.parse().map_err(|e| invalid(format!("{e}")))?;
-    let app_key_of = |entry: Option<&Item>| {
-        entry
-            .and_then(Item::as_str)
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("{e}")))?;
     let keep = |app_key: &str| tenants.iter().any(|t| t.app_key == app_key);
     let fields = |t: &TenantConfig| {
         [
@@ -181,23 +176,27 @@ fn with_tenants(text: &str, tenants: &[TenantConfig]) -> Result<String, ConfigEr
             ("argos_api_key", t.argos_api_key.clone()),
         ]
     };
-    let item = doc
+    // In either layout: drop the tenants that go, append those the file
+    // does not list yet.
+    match doc
         .entry("tenants")
-        .or_insert_with(|| Item::ArrayOfTables(Default::default()));
-    match item {
+        .or_insert_with(|| Item::ArrayOfTables(Default::default()))
+    {
         Item::ArrayOfTables(tables) => {
-            tables.retain(|t| keep(&app_key_of(t.get("app_key"))));
-            for t in tenants {
-                if !tables
-                    .iter()
-                    .any(|e| app_key_of(e.get("app_key")) == t.app_key)
-                {
-                    let mut table = Table::new();
-                    for (k, v) in fields(t) {
-                        table[k] = value(v);
-                    }
-                    tables.push(table);
+            let key_of = |t: &Table| {
+                t.get("app_key")
+                    .and_then(Item::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            tables.retain(|t| keep(&key_of(t)));
+            let present: Vec<String> = tables.iter().map(key_of).collect();
+            for t in tenants.iter().filter(|t| !present.contains(&t.app_key)) {
+                let mut table = Table::new();
+                for (k, v) in fields(t) {
+                    table[k] = value(v);
                 }
+                tables.push(table);
             }
         }
         Item::Value(Value::Array(list)) => {
@@ -210,17 +209,19 @@ fn with_tenants(text: &str, tenants: &[TenantConfig]) -> Result<String, ConfigEr
             };
             list.retain(|v| keep(&key_of(v)));
             let present: Vec<String> = list.iter().map(key_of).collect();
-            for t in tenants {
-                if !present.contains(&t.app_key) {
-                    let mut table = InlineTable::new();
-                    for (k, v) in fields(t) {
-                        table.insert(k, v.into());
-                    }
-                    list.push(table);
+            for t in tenants.iter().filter(|t| !present.contains(&t.app_key)) {
+                let mut table = InlineTable::new();
+                for (k, v) in fields(t) {
+                    table.insert(k, v.into());
                 }
+                list.push(table);
             }
         }
-        _ => return Err(invalid("tenants must be a list of tables".into())),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "tenants must be a list of tables".into(),
+            ))
+        }
     }
     Ok(doc.to_string())
 }
